@@ -1,0 +1,61 @@
+# Two commands matter: `make synth` and `make test`. Both set everything up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CDK := node_modules/.bin/cdk
+ENV ?= dev
+FAIL_ON ?=
+SGLANG_VERSION := 0.5.23
+
+export AWS_EC2_METADATA_DISABLED := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup synth test bench diff deploy snapshot diagram demo lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt requirements-sglang-parser.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0          # the local CPU build, before anything that depends on torch
+	$(PIP) install --quiet -r requirements-dev.txt -r requirements-sglang-parser.txt -c constraints.txt
+	$(PIP) install --quiet --no-deps sglang==$(SGLANG_VERSION)   # its parser only; see requirements-sglang-parser.txt
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.stamp node_modules/.stamp ## create the virtualenv and install the pinned CDK CLI
+
+synth: setup ## synthesize every environment into cdk.out and print a summary
+	rm -rf cdk.out
+	$(CDK) synth --quiet
+	$(PY) -m stacks.summary cdk.out
+
+test: setup ## run every test
+	$(PY) -m pytest
+
+bench: setup ## run the benchmarks (ratios measured in one run)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+snapshot: setup ## refresh the per-environment template snapshots (review the diff!)
+	$(PY) -m tests.infra.snapshots --update
+
+diff: setup ## audit: diff ENV's synth against its committed baseline (FAIL_ON=destructive to gate)
+	$(PY) -m stacks.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
+
+deploy: setup ## deploy one environment directly: make deploy ENV=dev
+	$(CDK) deploy "$$($(PY) -m stacks.stage_id $(ENV))/*" --require-approval broadening
+
+lint: setup ## cfn-lint over the synthesized templates
+	$(PY) -m stacks.lint cdk.out
+
+clean: ## remove build outputs (keeps the virtualenv)
+	rm -rf cdk.out .pytest_cache

@@ -1,0 +1,320 @@
+"""Typed settings for every environment, loaded from ``config/<env>.yaml``.
+
+The whole configuration is validated once, up front; a bad value fails synth with a
+message naming the environment and the field. Overrides come from CDK context
+(``cdk synth -c dev.account=111111111111``), applied before validation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
+PROTECTED_ENVIRONMENTS = ("staging", "prod")
+
+Account = Annotated[str, Field(pattern=r"^\d{12}$", description="12-digit AWS account id")]
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$", description="AWS region, e.g. us-east-1")]
+# SageMaker inference component / endpoint names.
+ResourceName = Annotated[str, Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")]
+
+# Accelerators per SageMaker instance type (data, not branches). Extend as needed.
+ACCELERATORS: dict[str, int] = {
+    "ml.g5.xlarge": 1, "ml.g5.2xlarge": 1, "ml.g5.4xlarge": 1, "ml.g5.8xlarge": 1, "ml.g5.16xlarge": 1,
+    "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
+    "ml.g6.xlarge": 1, "ml.g6.2xlarge": 1, "ml.g6.4xlarge": 1, "ml.g6.8xlarge": 1, "ml.g6.16xlarge": 1,
+    "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8,
+    "ml.g6e.xlarge": 1, "ml.g6e.2xlarge": 1, "ml.g6e.12xlarge": 4, "ml.g6e.48xlarge": 8,
+    "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8, "ml.p5e.48xlarge": 8,
+}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the environment and the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkSettings(_Model):
+    enabled: bool = False
+    cidr: str = Field("10.40.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+    max_azs: int = Field(2, ge=2, le=3)
+    flow_log_retention_days: int = 365
+
+
+class DataSettings(_Model):
+    noncurrent_version_days: int = Field(90, ge=1)
+    access_log_retention_days: int = Field(365, ge=1)
+
+
+class MlflowSettings(_Model):
+    kind: Literal["serverless", "tracking_server"] = "serverless"
+    tracking_server_size: Literal["Small", "Medium", "Large"] = "Small"
+    experiment: str = "clinical-diagnosis"
+    artifact_prefix: str = "mlflow"
+
+
+class RegistrySettings(_Model):
+    model_package_group: ResourceName = "clinical-diagnosis-llama"
+    # Accounts (e.g. staging and prod) allowed to describe and use the group's packages.
+    reader_accounts: list[Account] = []
+    model_card_status: Literal["Draft", "PendingReview", "Approved", "Archived"] = "Draft"
+    risk_rating: Literal["High", "Medium", "Low", "Unknown"] = "High"
+
+
+class TrainingSettings(_Model):
+    base_model_id: str = "meta-llama/Llama-3.2-3B-Instruct"
+    # Framework images are per region: set them here (no synth-time lookups).
+    training_image: str
+    processing_image: str
+    preprocess_instance_type: str = "ml.m5.xlarge"
+    training_instance_type: str = "ml.g5.2xlarge"
+    training_instance_count: int = Field(1, ge=1)
+    evaluate_instance_type: str = "ml.g5.2xlarge"
+    use_spot: bool = True
+    max_runtime_seconds: int = Field(86400, ge=60)
+    lora_rank: int = Field(16, ge=1, le=256)
+    lora_alpha: int = Field(32, ge=1)
+    epochs: int = Field(3, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    accuracy_threshold: float = Field(0.6, ge=0, le=1)
+
+
+class ModelSettings(_Model):
+    """One base model hosted as an inference component on the shared endpoint."""
+
+    name: ResourceName
+    model_id: str
+    # S3 prefix in the artifacts bucket where the weights live (uncompressed).
+    artifact_prefix: str
+    accelerators: int = Field(1, ge=1)
+    memory_mb: int = Field(16384, ge=1024)
+    cpu_cores: float = Field(4, gt=0)
+    min_copies: int = Field(0, ge=0)
+    max_copies: int = Field(2, ge=1)
+    target_invocations_per_copy: int = Field(10, ge=1)
+    lora: bool = True
+    max_lora_rank: int = Field(64, ge=1)
+    draft_model_prefix: str | None = None  # EAGLE3 draft weights under the artifacts bucket
+    environment: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _copies(self) -> "ModelSettings":
+        if self.min_copies > self.max_copies:
+            raise ValueError(f"min_copies ({self.min_copies}) exceeds max_copies ({self.max_copies})")
+        return self
+
+
+class AdapterSettings(_Model):
+    """A LoRA adapter hosted as an adapter inference component on a base component."""
+
+    name: ResourceName
+    base: str  # a ModelSettings.name
+    artifact_key: str = Field(pattern=r"^[\w./=-]+\.tar\.gz$")  # key in the artifacts bucket
+
+
+class InferenceSettings(_Model):
+    endpoint_name: ResourceName = "clinical-llm"
+    instance_type: str = "ml.g5.2xlarge"
+    initial_instance_count: int = Field(1, ge=1)
+    min_instance_count: int = Field(0, ge=0)
+    max_instance_count: int = Field(2, ge=1)
+    image_tag: str = Field("v0.5.23-cu129", pattern=r"^(?!latest$)[\w.-]+$")
+    models: list[ModelSettings] = Field(min_length=1)
+    adapters: list[AdapterSettings] = []
+    # The adapter component that the approval automation creates or updates from the registry;
+    # the agent calls it by default.
+    approved_adapter: ResourceName = "clinical-lora"
+    approved_adapter_base: str = ""  # a ModelSettings.name; default: the first model
+    latency_alarm_ms: int = Field(20000, ge=1)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _known_instance(cls, v: str) -> str:
+        if v not in ACCELERATORS:
+            raise ValueError(f"unknown instance type {v!r}; known: {', '.join(sorted(ACCELERATORS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "InferenceSettings":
+        available = ACCELERATORS[self.instance_type]
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models: duplicate names {names}")
+        for m in self.models:
+            if m.accelerators > available:
+                raise ValueError(
+                    f"models.{m.name}.accelerators: {m.accelerators} exceeds the {available} "
+                    f"of instance type {self.instance_type}"
+                )
+            if len(m.environment) > 16:
+                raise ValueError(f"models.{m.name}.environment: {len(m.environment)} entries, at most 16")
+            for k, v in m.environment.items():
+                if len(v) > 1024:
+                    raise ValueError(f"models.{m.name}.environment.{k}: longer than 1024 characters")
+        if self.approved_adapter_base and self.approved_adapter_base not in names:
+            raise ValueError(f"approved_adapter_base: {self.approved_adapter_base!r} is not one of the models {names}")
+        if self.approved_adapter in names + [a.name for a in self.adapters]:
+            raise ValueError(f"approved_adapter: {self.approved_adapter!r} clashes with a configured component")
+        for a in self.adapters:
+            if a.base not in names:
+                raise ValueError(f"adapters.{a.name}.base: {a.base!r} is not one of the models {names}")
+        if self.min_instance_count > self.max_instance_count:
+            raise ValueError("min_instance_count exceeds max_instance_count")
+        return self
+
+
+class AgentSettings(_Model):
+    runtime_name: str = Field("clinical_agent", pattern=r"^[a-zA-Z][a-zA-Z0-9_]{0,47}$")
+    model: str = ""  # inference component the agent calls; default: inference.approved_adapter
+    max_tokens: int = Field(1024, ge=1)
+    temperature: float = Field(0.2, ge=0, le=2)
+    # Off by default: prompts and patient fields stay out of traces and logs.
+    record_prompts: bool = False
+    seed_patients: bool = False
+    patient_table: str = "patients"
+
+
+class EnvironmentSettings(_Model):
+    name: str
+    account: Account
+    region: Region
+    removal_policy: Literal["destroy", "retain"]
+    network: NetworkSettings = NetworkSettings()
+    data: DataSettings = DataSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    registry: RegistrySettings = RegistrySettings()
+    training: TrainingSettings
+    inference: InferenceSettings
+    agent: AgentSettings = AgentSettings()
+    log_retention_days: int = 365
+    tags: dict[str, str] = {}
+
+    @property
+    def stage_id(self) -> str:
+        return self.name.capitalize()
+
+    @property
+    def destroy(self) -> bool:
+        return self.removal_policy == "destroy"
+
+    @property
+    def agent_model(self) -> str:
+        """The inference component the agent calls."""
+        return self.agent.model or self.inference.approved_adapter
+
+    @property
+    def approved_adapter_base(self) -> str:
+        return self.inference.approved_adapter_base or self.inference.models[0].name
+
+    @model_validator(mode="after")
+    def _protected(self) -> "EnvironmentSettings":
+        if self.name in PROTECTED_ENVIRONMENTS and self.removal_policy == "destroy":
+            raise ValueError(f"removal_policy: {self.name} must retain its data; 'destroy' is allowed only in dev")
+        components = {m.name for m in self.inference.models} | {a.name for a in self.inference.adapters}
+        if self.agent.model and self.agent.model not in components | {self.inference.approved_adapter}:
+            raise ValueError(f"agent.model: {self.agent.model!r} is not a configured model or adapter")
+        return self
+
+
+class DeliverySettings(_Model):
+    account: Account
+    region: Region
+    connection_arn: str = Field(pattern=r"^arn:aws[\w-]*:(codestar-connections|codeconnections):")
+    repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    branch: str = "main"
+    environments: list[str] = list(DEFAULT_ENVIRONMENTS)  # promotion order
+    approval_before: list[str] = ["prod"]
+
+
+def _format(env: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {field}: {msg}" if e["type"] != "missing" else f"  {field}: required but missing")
+    return f"invalid configuration for environment '{env}':\n" + "\n".join(lines)
+
+
+def _read(name: str, config_dir: Path) -> dict[str, Any]:
+    path = config_dir / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration for environment '{name}': {path.name} is not a mapping")
+    return data
+
+
+def known_environments(config_dir: Path = CONFIG_DIR) -> list[str]:
+    return sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem != "delivery")
+
+
+def _parse_override(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def load_environment(name: str, *, overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR) -> EnvironmentSettings:
+    """Load and validate one environment; ``overrides`` maps dotted field paths to values."""
+    known = known_environments(config_dir)
+    if name not in known:
+        raise ConfigError(f"unknown environment '{name}'; known environments: {', '.join(known)}")
+    data = _read(name, config_dir)
+    data["name"] = name
+    for path, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        # Account ids stay strings: "012345678901" must keep its leading zero.
+        node[leaf] = value if leaf in ("account", "region") else _parse_override(value)
+    try:
+        return EnvironmentSettings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(name, e)) from None
+
+
+def load_delivery(overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR) -> DeliverySettings:
+    data = _read("delivery", config_dir)
+    for path, value in (overrides or {}).items():
+        data[path] = value if path == "account" else _parse_override(value)
+    try:
+        return DeliverySettings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format("delivery", e)) from None
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        if name == "name":
+            continue
+        paths.append(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            paths += _field_paths(field.annotation, f"{prefix}{name}.")
+    return paths
+
+
+def context_overrides(get: Callable[[str], Any], env: str) -> dict[str, Any]:
+    """Overrides given as CDK context ``<env>.<dotted.field>`` (``-c dev.account=...``)."""
+    model = DeliverySettings if env == "delivery" else EnvironmentSettings
+    found = {path: get(f"{env}.{path}") for path in _field_paths(model)}
+    return {path: value for path, value in found.items() if value is not None}
+
+
+def requested_environments(value: Any) -> list[str]:
+    if value is None:
+        return list(DEFAULT_ENVIRONMENTS)
+    items = value if isinstance(value, list) else re.split(r"[,\s]+", str(value))
+    return [i for i in items if i]
