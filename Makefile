@@ -36,7 +36,7 @@ setup: $(VENV)/.stamp node_modules/.stamp ## create the virtualenv and install t
 
 synth: setup ## synthesize every environment into cdk.out and print a summary
 	rm -rf cdk.out
-	$(CDK) synth --quiet
+	$(CDK) synth --quiet "**"   # "**" selects the stacks inside the stages, so compliance findings fail here
 	$(PY) -m stacks.summary cdk.out
 
 test: setup ## run every test

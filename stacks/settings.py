@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
@@ -35,6 +35,19 @@ ACCELERATORS: dict[str, int] = {
 }
 
 
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+def _retention(days: int) -> int:
+    if days not in LOG_RETENTION_DAYS:
+        raise ValueError(f"{days} is not a CloudWatch Logs retention period; allowed: {LOG_RETENTION_DAYS}")
+    return days
+
+
+RetentionDays = Annotated[int, AfterValidator(_retention)]
+
+
 class ConfigError(ValueError):
     """Invalid configuration; the message names the environment and the field."""
 
@@ -47,7 +60,7 @@ class NetworkSettings(_Model):
     enabled: bool = False
     cidr: str = Field("10.40.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
     max_azs: int = Field(2, ge=2, le=3)
-    flow_log_retention_days: int = 365
+    flow_log_retention_days: RetentionDays = 365
 
 
 class DataSettings(_Model):
@@ -127,7 +140,7 @@ class InferenceSettings(_Model):
     initial_instance_count: int = Field(1, ge=1)
     min_instance_count: int = Field(0, ge=0)
     max_instance_count: int = Field(2, ge=1)
-    image_tag: str = Field("v0.5.23-cu129", pattern=r"^(?!latest$)[\w.-]+$")
+    image_tag: str = Field("v0.5.23-cu129", pattern=r"^[\w.-]+$")  # the SGLang base image tag; never "latest"
     models: list[ModelSettings] = Field(min_length=1)
     adapters: list[AdapterSettings] = []
     # The adapter component that the approval automation creates or updates from the registry;
@@ -135,6 +148,13 @@ class InferenceSettings(_Model):
     approved_adapter: ResourceName = "clinical-lora"
     approved_adapter_base: str = ""  # a ModelSettings.name; default: the first model
     latency_alarm_ms: int = Field(20000, ge=1)
+
+    @field_validator("image_tag")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        if v == "latest":
+            raise ValueError("'latest' is not a pinned tag")
+        return v
 
     @field_validator("instance_type")
     @classmethod
@@ -195,7 +215,7 @@ class EnvironmentSettings(_Model):
     training: TrainingSettings
     inference: InferenceSettings
     agent: AgentSettings = AgentSettings()
-    log_retention_days: int = 365
+    log_retention_days: RetentionDays = 365
     tags: dict[str, str] = {}
 
     @property

@@ -1,0 +1,76 @@
+"""NetworkStack: an isolated VPC with the endpoints the workloads need, flow logs, and workload security groups."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from stacks import compliance
+from stacks.constructs.log_group import encrypted_log_group
+from stacks.settings import EnvironmentSettings
+
+INTERFACE_ENDPOINTS = {
+    "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
+    "SageMakerRuntime": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
+    "Ecr": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+}
+
+
+class NetworkStack(Stack):
+    """Private isolated subnets only (no internet gateway, no NAT); AWS APIs through VPC endpoints."""
+
+    def __init__(self, scope: Construct, id: str, *, settings: EnvironmentSettings, key: kms.IKey, **kwargs) -> None:
+        net = settings.network
+        self._max_azs = net.max_azs
+        super().__init__(scope, id, **kwargs)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(net.cidr),
+            availability_zones=self.availability_zones,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=20)
+            ],
+            restrict_default_security_group=True,
+        )
+        self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        provider = self.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        compliance.acknowledge(provider, *compliance.RESTRICT_DEFAULT_SG_PROVIDER)
+
+        flow_logs = encrypted_log_group(
+            self, "FlowLogs", key=key, retention_days=net.flow_log_retention_days, destroy=settings.destroy
+        )
+        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+
+        for name, service in {"S3": ec2.GatewayVpcEndpointAwsService.S3, "DynamoDb": ec2.GatewayVpcEndpointAwsService.DYNAMODB}.items():
+            self.vpc.add_gateway_endpoint(name, service=service, subnets=[self.subnets])
+        endpoint_sg = self._security_group("EndpointsSg", "HTTPS to the VPC interface endpoints")
+        endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(net.cidr), ec2.Port.tcp(443), "AWS APIs from the VPC")
+        for name, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                name, service=service, subnets=self.subnets, security_groups=[endpoint_sg], private_dns_enabled=True, open=False
+            )
+
+        # Security groups that later stacks attach their workloads to.
+        self.training_sg = self._security_group("TrainingSg", "SageMaker training and processing jobs")
+        self.training_sg.add_ingress_rule(self.training_sg, ec2.Port.all_tcp(), "distributed training between nodes")
+        self.endpoint_sg = self._security_group("InferenceSg", "SageMaker inference endpoint")
+        self.lambda_sg = self._security_group("LambdaSg", "Lambda functions")
+        self.agent_sg = self._security_group("AgentSg", "AgentCore runtime")
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """Named from settings, so synth never looks them up in the account."""
+        return [f"{self.region}{z}" for z in "abc"[: self._max_azs]]
+
+    def _security_group(self, id: str, description: str) -> ec2.SecurityGroup:
+        # Egress is open but the subnets have no route out: traffic reaches only the VPC and its endpoints.
+        return ec2.SecurityGroup(self, id, vpc=self.vpc, description=description, allow_all_outbound=True)

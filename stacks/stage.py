@@ -1,0 +1,39 @@
+"""One Stage per environment: `cdk deploy 'Dev/*'` deploys one environment.
+
+Data flows one way: settings → this stage → component stacks → constructs. Each component
+stack receives the settings and the resources it uses as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Environment, Stage, Tags
+from constructs import Construct
+
+from stacks import compliance
+from stacks.data_stack import DataStack
+from stacks.network_stack import NetworkStack
+from stacks.settings import EnvironmentSettings
+
+
+class ClinicalAgentStage(Stage):
+    def __init__(self, scope: Construct, id: str, *, settings: EnvironmentSettings, **kwargs) -> None:
+        super().__init__(scope, id, env=Environment(account=settings.account, region=settings.region), **kwargs)
+        self.settings = settings
+        Tags.of(self).add("project", "clinical-agent")
+        Tags.of(self).add("environment", settings.name)
+        for k, v in sorted(settings.tags.items()):
+            Tags.of(self).add(k, v)
+        compliance.acknowledge(self, *compliance.STAGE_WIDE)
+
+        def describe(component: str) -> str:
+            return f"Clinical agent {component} ({settings.name})"
+
+        self.data = DataStack(self, "Data", settings=settings, description=describe("data"))
+        self.network = (
+            NetworkStack(self, "Network", settings=settings, key=self.data.key, description=describe("network"))
+            if settings.network.enabled
+            else None
+        )
+        # <<inference>>
+        # <<mlops>>
+        # <<agent>>

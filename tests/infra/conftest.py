@@ -1,0 +1,47 @@
+"""Shared fixtures for infrastructure tests: the app is synthesized once per session.
+
+``synth(**context)`` builds an app exactly as the CLI would (cdk.json's feature flags + the
+given context) and returns its stages; the default environments are synthesized once and
+shared (``stages`` fixture). Use ``template(stage.some_stack)`` for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from aws_cdk import App  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
+
+from stacks.app_builder import build_app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+CDK_CONTEXT = json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+def make_app(outdir: str | None = None, **context) -> App:
+    return App(context={**CDK_CONTEXT, **context}, outdir=outdir)
+
+
+def synth(outdir: str | None = None, **context):
+    """Build and synthesize an app; returns {env name: stage}. Raises on invalid config or compliance findings."""
+    app = make_app(outdir, **context)
+    stages = build_app(app)
+    app.synth()
+    return stages
+
+
+def template(stack) -> Template:
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="session")
+def stages(tmp_path_factory):
+    """The default environments (dev, staging, prod), synthesized once for the session."""
+    return synth(str(tmp_path_factory.mktemp("cdk.out")))
