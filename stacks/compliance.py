@@ -73,6 +73,11 @@ RESTRICT_DEFAULT_SG_PROVIDER = (
     Ack("HIPAA.Security-LambdaInsideVPC", "CDK-managed provider calls only the EC2 API to close the default security group."),
 )
 
+AVAILABILITY_ZONES = (
+    Ack("CloudFormation-Validate::W3010",
+        "The AZ names come from settings on purpose: synth must not look them up in the account."),
+)
+
 # --- mlops ------------------------------------------------------------------------------------
 
 # --- inference --------------------------------------------------------------------------------

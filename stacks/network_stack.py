@@ -41,6 +41,7 @@ class NetworkStack(Stack):
             ],
             restrict_default_security_group=True,
         )
+        compliance.acknowledge(self.vpc, *compliance.AVAILABILITY_ZONES)
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         provider = self.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
         compliance.acknowledge(provider, *compliance.RESTRICT_DEFAULT_SG_PROVIDER)

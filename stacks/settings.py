@@ -19,8 +19,20 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
 PROTECTED_ENVIRONMENTS = ("staging", "prod")
 
-Account = Annotated[str, Field(pattern=r"^\d{12}$", description="12-digit AWS account id")]
-Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$", description="AWS region, e.g. us-east-1")]
+def _account(v: str) -> str:
+    if not re.fullmatch(r"\d{12}", v):
+        raise ValueError(f"{v!r} is not a 12-digit AWS account id")
+    return v
+
+
+def _region(v: str) -> str:
+    if not re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", v):
+        raise ValueError(f"{v!r} is not an AWS region name such as us-east-1")
+    return v
+
+
+Account = Annotated[str, AfterValidator(_account)]
+Region = Annotated[str, AfterValidator(_region)]
 # SageMaker inference component / endpoint names.
 ResourceName = Annotated[str, Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")]
 
@@ -258,9 +270,9 @@ class DeliverySettings(_Model):
 def _format(env: str, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(root)"
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {field}: {msg}" if e["type"] != "missing" else f"  {field}: required but missing")
+        field = ".".join(str(p) for p in e["loc"])
+        msg = "required but missing" if e["type"] == "missing" else e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {field}: {msg}" if field else f"  {msg}")  # model-level messages name their field
     return f"invalid configuration for environment '{env}':\n" + "\n".join(lines)
 
 

@@ -22,7 +22,15 @@ from aws_cdk.assertions import Template  # noqa: E402
 from stacks.app_builder import build_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CDK_CONTEXT = json.loads((ROOT / "cdk.json").read_text())["context"]
+CDK_JSON = json.loads((ROOT / "cdk.json").read_text())
+# What the CLI adds when it runs the app, so templates here are byte-identical to `cdk synth`'s.
+CDK_CONTEXT = {
+    **CDK_JSON["context"],
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+    "aws:cdk:version-reporting": CDK_JSON.get("versionReporting", True),
+    "aws:cdk:bundling-stacks": ["**"],
+}
 
 
 def make_app(outdir: str | None = None, **context) -> App:
@@ -42,6 +50,11 @@ def template(stack) -> Template:
 
 
 @pytest.fixture(scope="session")
-def stages(tmp_path_factory):
-    """The default environments (dev, staging, prod), synthesized once for the session."""
-    return synth(str(tmp_path_factory.mktemp("cdk.out")))
+def assembly_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cdk.out")
+
+
+@pytest.fixture(scope="session")
+def stages(assembly_dir):
+    """The default environments (dev, staging, prod), synthesized once for the session into ``assembly_dir``."""
+    return synth(str(assembly_dir))

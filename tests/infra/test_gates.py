@@ -1,0 +1,70 @@
+"""The gates: compliance packs fail synth on a finding, cfn-lint is clean, synth is deterministic and offline,
+and the templates match the reviewed snapshots (the audit baseline)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aws_cdk import aws_s3 as s3
+
+from stacks.app_builder import build_app
+from stacks.assembly import missing_context, stacks
+from tests.infra.conftest import make_app, synth
+from tests.infra.snapshots import snapshot_path
+
+
+@pytest.fixture(scope="session")
+def assembly(stages, assembly_dir) -> Path:
+    return assembly_dir
+
+
+def test_synth_makes_no_aws_lookups(assembly):
+    assert missing_context(assembly) == []
+
+
+def test_every_environment_is_synthesized(assembly):
+    assert {s.stage for s in stacks(assembly)} >= {"Dev", "Staging", "Prod"}
+
+
+def test_cfn_lint_reports_nothing(assembly):
+    templates = [str(s.template) for s in stacks(assembly)]
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", "W3005", "--", *templates],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
+
+
+def test_synth_is_deterministic(assembly, tmp_path):
+    synth(str(tmp_path))
+    first = {s.display_name: s.template.read_bytes() for s in stacks(assembly)}
+    second = {s.display_name: s.template.read_bytes() for s in stacks(tmp_path)}
+    assert first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
+
+
+def test_templates_match_the_reviewed_snapshots(assembly):
+    """A failure here means the infrastructure changed: review it, then `make snapshot`."""
+    changed = [s.display_name for s in stacks(assembly) if not snapshot_path(s).exists()
+               or snapshot_path(s).read_bytes() != s.template.read_bytes()]
+    assert changed == [], f"templates differ from tests/infra/snapshots for {changed}: review, then run `make snapshot`"
+
+
+def test_a_non_compliant_bucket_fails_synth(tmp_path):
+    app = make_app(str(tmp_path), environments="dev")
+    stages = build_app(app)
+    s3.Bucket(stages["dev"].data, "Unencrypted")  # no KMS, no logging, no TLS policy, no versioning
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    findings = {
+        v["ruleName"]
+        for p in report["pluginReports"]
+        for v in p["violations"]
+        if any(c["constructPath"].startswith("Dev/Data/Unencrypted") for c in v["violatingConstructs"])
+    }
+    assert {"AwsSolutions-S1", "AwsSolutions-S10", "HIPAA.Security-S3DefaultEncryptionKMS"} <= findings

@@ -1,0 +1,51 @@
+"""NetworkStack: isolated VPC (no internet path), the endpoints the workloads need, flow logs, workload SGs."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tests.infra.conftest import template
+
+
+def test_network_is_on_in_staging_and_prod_and_off_in_dev(stages):
+    assert stages["dev"].network is None
+    assert stages["staging"].network is not None and stages["prod"].network is not None
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_vpc_has_no_route_to_the_internet(stages, env):
+    t = template(stages[env].network)
+    for kind in ("AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::EgressOnlyInternetGateway"):
+        assert t.find_resources(kind) == {}
+    for subnet in t.find_resources("AWS::EC2::Subnet").values():
+        assert subnet["Properties"]["MapPublicIpOnLaunch"] is False
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_vpc_endpoints_for_the_workloads(stages, env):
+    t = template(stages[env].network)
+    names = []
+    for ep in t.find_resources("AWS::EC2::VPCEndpoint").values():
+        service = ep["Properties"]["ServiceName"]
+        names.append(service if isinstance(service, str) else "".join(p for p in service["Fn::Join"][1] if isinstance(p, str)))
+    suffixes = sorted(n.split(".", 2)[-1] if n.startswith("com.amazonaws.") else n.rsplit(".", 1)[-1] for n in names)
+    for wanted in ("s3", "dynamodb", "sagemaker.api", "sagemaker.runtime", "ecr.api", "ecr.dkr", "logs", "sts", "kms"):
+        assert any(s.endswith(wanted) for s in suffixes), (wanted, suffixes)
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_flow_logs_go_to_an_encrypted_log_group(stages, env):
+    t = template(stages[env].network)
+    t.has_resource_properties("AWS::EC2::FlowLog", {"ResourceType": "VPC", "TrafficType": "ALL"})
+    t.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 365})
+
+
+def test_workload_security_groups_exist(stages):
+    net = stages["prod"].network
+    for sg in (net.training_sg, net.endpoint_sg, net.lambda_sg, net.agent_sg):
+        assert sg.security_group_id
+    descriptions = {
+        r["Properties"]["GroupDescription"] for r in template(net).find_resources("AWS::EC2::SecurityGroup").values()
+    }
+    assert {"SageMaker training and processing jobs", "SageMaker inference endpoint", "Lambda functions", "AgentCore runtime"} <= descriptions
