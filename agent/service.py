@@ -1,0 +1,105 @@
+"""One invocation of the clinical agent: run the agent loop, then make sure a structured case has a report.
+
+``ClinicalAgentRuntime.events`` is the single code path; the app streams its events (SSE) or returns
+its final ``done`` event as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from opentelemetry import trace
+
+from agent.factory import ClinicalServices, build_model, create_medical_agent
+from agent.models import InvocationRequest, PatientRecord
+from agent.prompts import case_prompt, case_summary, render_report
+from agent.settings import AgentRuntimeSettings, load_settings
+from agent.telemetry import configure_telemetry
+from agent.tools import ReportLedger
+
+_tracer = trace.get_tracer(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    request: InvocationRequest
+    record: PatientRecord | None  # the patient of a structured case (checked to exist)
+
+
+class ClinicalAgentRuntime:
+    """Shared, thread-safe parts (settings, AWS clients, model) and the per-request agent loop."""
+
+    def __init__(self, settings: AgentRuntimeSettings, services: ClinicalServices, model: Any):
+        self.settings = settings
+        self.services = services
+        self.model = model
+
+    @classmethod
+    def from_environment(cls, **overrides: Any) -> "ClinicalAgentRuntime":
+        settings = load_settings(**overrides)
+        configure_telemetry(settings)
+        return cls(settings, ClinicalServices.from_settings(settings), build_model(settings))
+
+    async def prepare(self, request: InvocationRequest) -> PreparedRequest:
+        """Reads the case's patient first: an unknown patient fails (``PatientNotFound``) before any work."""
+        record = None
+        if request.case:
+            record = await asyncio.to_thread(self.services.patients.get, request.case.patient_id)
+        return PreparedRequest(request, record)
+
+    async def run(self, prepared: PreparedRequest, session_id: str | None) -> dict[str, Any]:
+        """The final summary (the ``done`` event without its ``event`` key)."""
+        summary = None
+        async for event in self.events(prepared, session_id):  # to the end: the span closes in this task
+            if event["event"] == "done":
+                summary = {k: v for k, v in event.items() if k != "event"}
+        if summary is None:
+            raise RuntimeError("the agent loop ended without a result")
+        return summary
+
+    async def events(self, prepared: PreparedRequest, session_id: str | None) -> AsyncIterator[dict[str, Any]]:
+        request, case = prepared.request, prepared.request.case
+        ledger = ReportLedger()
+        agent = create_medical_agent(
+            self.settings, services=self.services, model=self.model, ledger=ledger, session_id=session_id
+        )
+        prompt = case_prompt(case, request.prompt) if case else request.prompt
+        attributes = {"clinical.request.kind": "case" if case else "prompt"}
+        if session_id:
+            attributes["session.id"] = session_id
+        with _tracer.start_as_current_span("clinical_request", attributes=attributes) as span:
+            result = None
+            async for event in agent.stream_async(prompt, limits={"turns": self.settings.agent_max_turns}):
+                if "data" in event and isinstance(event["data"], str):
+                    yield {"event": "text", "data": event["data"]}
+                elif "message" in event and event["message"].get("role") == "assistant":
+                    for block in event["message"].get("content", []):
+                        if "toolUse" in block:
+                            yield {"event": "tool_call", "name": block["toolUse"]["name"]}
+                elif "result" in event:
+                    result = event["result"]
+
+            report_uri, source = None, None
+            if case:
+                report_uri, source = ledger.reports.get(case.patient_id), "agent"
+                if report_uri is None:  # the model did not store one: the app does
+                    assessment = await asyncio.to_thread(
+                        self.services.diagnoser.diagnose, case_summary(case, prepared.record)
+                    )
+                    report = render_report(case, prepared.record, assessment)
+                    report_uri = await asyncio.to_thread(self.services.reports.upload, case.patient_id, report)
+                    source = "app"
+                span.set_attribute("clinical.report.source", source)
+                yield {"event": "report", "uri": report_uri, "source": source}
+
+            yield {
+                "event": "done",
+                "session_id": session_id,
+                "answer": str(result).strip() if result is not None else "",
+                "stop_reason": str(result.stop_reason) if result is not None else None,
+                "report_uri": report_uri,
+                "report_source": source,
+                "tools_called": list(ledger.tools_called),
+            }
