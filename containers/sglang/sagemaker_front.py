@@ -1,0 +1,238 @@
+"""The SageMaker front: port 8080 in the container, SGLang behind it on a private port.
+
+SageMaker's inference-component contract, built on ``model-hosting-container-standards``:
+
+- ``GET /ping``: 200 when the engine answers its health route, else 503.
+- ``POST /invocations``: passed through to the engine unchanged (streaming preserved). With header
+  ``X-Amzn-SageMaker-Adapter-Identifier: NAME`` the body's ``"model"`` becomes ``"<base>:NAME"``,
+  the name by which SGLang selects a LoRA adapter; an adapter that is not loaded gives 404.
+- ``POST /adapters {"name", "src"}``: load the LoRA adapter in directory ``src`` (where SageMaker
+  extracted the adapter component's ArtifactUrl) into the engine; ``DELETE /adapters/{name}``: unload.
+
+Errors: 400 bad JSON or a source that is not a LoRA adapter directory (``s3://`` and ``.tar.gz``
+sources are refused: SageMaker hands the container an extracted directory); 404 unknown adapter;
+409 an adapter of that name is already loaded; 503 engine not ready; the engine's own 4xx passed on.
+A failed load leaves nothing registered. Prompts and bodies are never logged.
+
+    python sagemaker_front.py --engine-url http://127.0.0.1:30000 --served-model-name /opt/ml/model \\
+        [--host 0.0.0.0] [--port 8080] [--adapter NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import model_hosting_container_standards.sagemaker as sagemaker_standards
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import Response, StreamingResponse
+from model_hosting_container_standards.sagemaker.lora import (
+    LoRAHandlerType,
+    SageMakerLoRAApiHeader,
+    create_lora_transform_decorator,
+)
+from sglang_config import load_manifest
+from starlette.background import BackgroundTask
+
+log = logging.getLogger("sagemaker_front")
+ADAPTER_HEADER = SageMakerLoRAApiHeader.ADAPTER_IDENTIFIER
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+class Engine:
+    """The engine behind the front: its HTTP client, routes and the adapters loaded into it."""
+
+    def __init__(self, url: str, served_model_name: str, adapters=(), *, client: httpx.AsyncClient | None = None,
+                 manifest: dict | None = None, ping_timeout: float = 1.5):
+        manifest = manifest or load_manifest()
+        self.routes = manifest["routes"]
+        self.client = client or httpx.AsyncClient(
+            base_url=url,
+            timeout=httpx.Timeout(3600.0, connect=5.0),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+        )
+        self.served_model_name = served_model_name
+        self.adapters: dict[str, str] = {name: "" for name in adapters}  # name -> source directory
+        self.lock = asyncio.Lock()  # one adapter load or unload at a time
+        self.ping_timeout = ping_timeout
+        sep = manifest["adapter_model_separator"]
+        # The library's header-to-body transform, with the expression SGLang needs: "<base>:<adapter>".
+        base = "'" + served_model_name.replace("'", "\\'") + "'"
+        self.with_adapter = create_lora_transform_decorator(LoRAHandlerType.INJECT_ADAPTER_ID)(
+            request_shape={"model": f"join('{sep}', [{base}, headers.\"{ADAPTER_HEADER}\"])"}
+        )(self.forward)
+
+    async def forward(self, request: Request) -> Response:
+        """Send the invocation to the engine as it came; stream the answer back when it streams."""
+        headers = {"content-type": request.headers.get("content-type", "application/json")}
+        outgoing = self.client.build_request("POST", self.routes["invocations"], content=await request.body(),
+                                             headers=headers)
+        try:
+            upstream = await self.client.send(outgoing, stream=True)
+        except httpx.TimeoutException:
+            raise HTTPException(504, "the engine did not answer in time") from None
+        except httpx.TransportError:
+            raise HTTPException(503, "the engine is not ready") from None
+        media = upstream.headers.get("content-type", "application/json")
+        if media.startswith("text/event-stream"):
+            return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code, media_type=media,
+                                     background=BackgroundTask(upstream.aclose))
+        body = await upstream.aread()
+        await upstream.aclose()
+        return Response(body, status_code=upstream.status_code, media_type=media)
+
+    async def call(self, route: str, payload: dict) -> httpx.Response:
+        try:
+            return await self.client.post(self.routes[route], json=payload)
+        except httpx.TimeoutException:
+            raise HTTPException(504, f"the engine did not answer {self.routes[route]} in time") from None
+        except httpx.TransportError:
+            raise HTTPException(503, "the engine is not ready") from None
+
+    async def healthy(self) -> bool:
+        try:
+            r = await self.client.get(self.routes["health"], timeout=self.ping_timeout)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def _engine_error(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text[:500]
+    if isinstance(body, dict):
+        err = body.get("error_message") or body.get("message") or body.get("detail") or body.get("error")
+        if isinstance(err, dict):
+            err = err.get("message")
+        return str(err or body)[:500]
+    return str(body)[:500]
+
+
+def adapter_directory(src: str) -> Path:
+    """The directory holding adapter_config.json: ``src`` itself or its only subdirectory."""
+    if src.startswith("s3://") or src.endswith((".tar.gz", ".tgz")):
+        raise HTTPException(400, f"adapter source {src}: give the extracted directory (SageMaker extracts the "
+                                 "adapter component's ArtifactUrl); s3:// and .tar.gz sources are not supported")
+    root = Path(src)
+    if not root.is_dir():
+        raise HTTPException(400, f"adapter source {src} does not exist or is not a directory")
+    if (root / ADAPTER_CONFIG).is_file():
+        return root
+    subdirs = [p for p in root.iterdir() if p.is_dir()]
+    if len(subdirs) == 1 and (subdirs[0] / ADAPTER_CONFIG).is_file():
+        return subdirs[0]
+    raise HTTPException(400, f"adapter source {src} is not a LoRA adapter: no {ADAPTER_CONFIG}")
+
+
+@sagemaker_standards.register_ping_handler
+async def ping(request: Request) -> Response:
+    return Response(status_code=200 if await _engine(request).healthy() else 503)
+
+
+@sagemaker_standards.register_invocation_handler
+async def invocations(request: Request) -> Response:
+    engine = _engine(request)
+    adapter = request.headers.get(ADAPTER_HEADER)
+    if adapter is None:
+        return await engine.forward(request)  # the body goes through untouched
+    if adapter not in engine.adapters:
+        raise HTTPException(404, f"adapter {adapter} is not loaded")
+    try:
+        body = await request.json()  # cached: the transform below reads it again for free
+    except ValueError as e:
+        raise HTTPException(400, f"the request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "the request body must be a JSON object")
+    return await engine.with_adapter(request)
+
+
+@sagemaker_standards.register_load_adapter_handler(
+    request_shape={"lora_name": "body.name", "lora_path": "body.src", "pinned": "body.pin"}
+)
+async def load_adapter(request: SimpleNamespace, raw_request: Request) -> Response:
+    engine = _engine(raw_request)
+    name = request.lora_name
+    path = adapter_directory(request.lora_path)
+    async with engine.lock:
+        if name in engine.adapters:
+            raise HTTPException(409, f"adapter {name} is already loaded; delete it before loading it again")
+        try:
+            r = await engine.call(
+                "load_adapter", {"lora_name": name, "lora_path": str(path), "pinned": bool(request.pinned)}
+            )
+        except HTTPException as e:
+            if e.status_code == 504:  # it may have loaded after all: leave nothing half-loaded
+                with contextlib.suppress(httpx.HTTPError):
+                    await engine.client.post(engine.routes["unload_adapter"], json={"lora_name": name})
+            raise
+        if r.status_code != 200:
+            status = r.status_code if 400 <= r.status_code < 500 else 502
+            raise HTTPException(status, f"adapter {name} could not be loaded: {_engine_error(r)}")
+        engine.adapters[name] = str(path)
+    log.info("adapter %s loaded", name)
+    return Response(status_code=200)
+
+
+@sagemaker_standards.register_unload_adapter_handler(request_shape={"lora_name": "path_params.adapter_name"})
+async def unload_adapter(request: SimpleNamespace, raw_request: Request) -> Response:
+    engine = _engine(raw_request)
+    name = request.lora_name
+    async with engine.lock:
+        if name not in engine.adapters:
+            raise HTTPException(404, f"adapter {name} is not loaded")
+        r = await engine.call("unload_adapter", {"lora_name": name})
+        if r.status_code != 200:
+            status = r.status_code if 400 <= r.status_code < 500 else 502
+            raise HTTPException(status, f"adapter {name} could not be unloaded: {_engine_error(r)}")
+        del engine.adapters[name]
+    log.info("adapter %s unloaded", name)
+    return Response(status_code=200)
+
+
+def create_app(engine: Engine) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await engine.client.aclose()
+
+    app = FastAPI(title="SageMaker front for SGLang", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.engine = engine
+    # The library marks these as the framework's handlers but mounts only overrides (a customer's
+    # CUSTOM_FASTAPI_*_HANDLER or model.py); the default routes are the framework's to add.
+    app.add_api_route("/ping", ping, methods=["GET"])
+    app.add_api_route("/invocations", invocations, methods=["POST"])
+    return sagemaker_standards.bootstrap(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine-url", required=True)
+    p.add_argument("--served-model-name", required=True, help="the engine's model name: <base> in <base>:<adapter>")
+    p.add_argument("--adapter", action="append", default=[], help="an adapter already loaded in the engine")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    import uvicorn
+
+    app = create_app(Engine(args.engine_url, args.served_model_name, args.adapter))
+    # "auto" picks uvloop and httptools when they are installed.
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning", loop="auto",
+                http="auto", timeout_keep_alive=75)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Helpers for the serving tests: real servers on free ports, stopped by PID.
+
+Servers (the CPU backend, the SageMaker front, `serve`) run as subprocesses on 127.0.0.1 and are
+waited for over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINER = ROOT / "containers" / "sglang"
+
+ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A subprocess serving HTTP on 127.0.0.1:port; stopped by its PID."""
+
+    def __init__(self, cmd: list[str], port: int, *, env: dict | None = None, log: Path | None = None):
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        self.log = log
+        out = open(log, "wb") if log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out,
+                                     stderr=subprocess.STDOUT)
+
+    def wait_ready(self, path: str = "/health", timeout: float = 60.0, status: int | None = 200) -> "Server":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                r = httpx.get(self.url + path, timeout=2)
+                if status is None or r.status_code == status:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.url}{path} not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log and self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def backend_cmd(port: int, *, model: Path | None = None, fixed: str | None = None, extra=()) -> list[str]:
+    cmd = [sys.executable, "-m", "local.backend", "--port", str(port)]
+    cmd += ["--model", str(model)] if model else ["--fixed-response", fixed]
+    return cmd + list(extra)
+
+
+def front_cmd(port: int, engine_url: str, served_model_name: str, adapters=()) -> list[str]:
+    cmd = [sys.executable, str(CONTAINER / "sagemaker_front.py"), "--host", "127.0.0.1", "--port", str(port),
+           "--engine-url", engine_url, "--served-model-name", served_model_name]
+    for a in adapters:
+        cmd += ["--adapter", a]
+    return cmd
