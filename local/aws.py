@@ -34,7 +34,8 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """A server subprocess: started, waited on until ``health`` answers, stopped by its PID."""
+    """A server subprocess: started in its own process group, waited on until ``health`` answers,
+    stopped by its PID (the group's id)."""
 
     def __init__(self, process: subprocess.Popen, url: str, log_path: Path):
         self.process = process
@@ -59,8 +60,9 @@ class LocalServer:
         url = f"http://127.0.0.1:{port}"
         fd, log_name = tempfile.mkstemp(prefix="local-server-", suffix=".log")
         with os.fdopen(fd, "wb") as log:
-            process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd
+            process = subprocess.Popen(  # its own process group: workers it forks stop with it
+                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd,
+                start_new_session=True,
             )
         server = cls(process, url, Path(log_name))
         deadline = time.monotonic() + timeout
@@ -81,12 +83,13 @@ class LocalServer:
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (then SIGKILL) to the server's own process group, whose id is the server's PID."""
         if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
+            os.killpg(self.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
                 self.process.wait(timeout)
         self.log_path.unlink(missing_ok=True)
 

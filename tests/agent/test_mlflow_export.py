@@ -1,0 +1,64 @@
+"""Traces reach a real MLflow server over OTLP (``/v1/traces`` + ``x-mlflow-experiment-id``), redacted."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from local.aws import LocalServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = "agent-traces-test"
+SYMPTOM = "sudden tearing interscapular pain"
+
+
+@pytest.fixture(scope="module")
+def mlflow_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    args = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+            "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1"]
+    with LocalServer.start(args, port=port, health="/health", timeout=180, cwd=root) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def traced_app(agent_env, mlflow_url):
+    port = free_port()
+    env = agent_env | {"MLFLOW_TRACKING_URI": mlflow_url, "MLFLOW_EXPERIMENT_NAME": EXPERIMENT,
+                       "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": "clinical-agent-test"}
+    args = [sys.executable, "-m", "agent.app", "--local", "--port", str(port)]
+    with LocalServer.start(args, port=port, env=env, cwd=ROOT) as server:
+        yield server.url
+
+
+def test_agent_traces_are_exported_to_mlflow_without_patient_content(traced_app, mlflow_url):
+    import mlflow
+
+    case = {"case": {"patient_id": "P-000011", "symptoms": [SYMPTOM], "vitals": {"systolic_bp_mmhg": 190}}}
+    r = httpx.post(f"{traced_app}/invocations", json=case, timeout=60)
+    assert r.status_code == 200, r.text
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_url)
+    experiment = client.get_experiment_by_name(EXPERIMENT)  # created by the app on first use
+    assert experiment is not None
+    deadline, spans = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        traces = client.search_traces(locations=[experiment.experiment_id])
+        spans = [s for t in traces for s in t.data.spans]
+        if any(s.name == "diagnose" for s in spans) and any(s.name == "clinical_request" for s in spans):
+            break
+        time.sleep(0.5)
+    names = {s.name for s in spans}
+    assert {"clinical_request", "invoke_agent clinical_agent", "execute_tool upload_diagnostic_report", "diagnose"} <= names
+    diagnose = next(s for s in spans if s.name == "diagnose")
+    assert diagnose.attributes["diagnosis.prompt"] == "[REDACTED]"
+    assert diagnose.attributes["sagemaker.inference_component"] == "clinical-lora"
+    everything = json.dumps([s.to_dict() for s in spans], default=str)
+    assert SYMPTOM not in everything
