@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx
+import aiohttp
 import model_hosting_container_standards.sagemaker as sagemaker_standards
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
@@ -45,22 +46,31 @@ ADAPTER_HEADER = SageMakerLoRAApiHeader.ADAPTER_IDENTIFIER
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-class Engine:
-    """The engine behind the front: its HTTP client, routes and the adapters loaded into it."""
+class EngineError(Exception):
+    """The engine answered with an error; ``status`` and ``message`` are what it said."""
 
-    def __init__(self, url: str, served_model_name: str, adapters=(), *, client: httpx.AsyncClient | None = None,
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Engine:
+    """The engine behind the front: a pooled HTTP client, its routes and the adapters loaded into it.
+
+    aiohttp rather than httpx for the hot path: here it proxies ~4x more requests per second
+    (bench/front.py). ``session`` may be injected; by default one is opened on first use.
+    """
+
+    def __init__(self, url: str, served_model_name: str, adapters=(), *, session=None,
                  manifest: dict | None = None, ping_timeout: float = 1.5):
         manifest = manifest or load_manifest()
-        self.routes = manifest["routes"]
-        self.client = client or httpx.AsyncClient(
-            base_url=url,
-            timeout=httpx.Timeout(3600.0, connect=5.0),
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-        )
+        self.url = url.rstrip("/")
+        self.routes = {name: self.url + path for name, path in manifest["routes"].items()}
+        self.session = session
         self.served_model_name = served_model_name
         self.adapters: dict[str, str] = {name: "" for name in adapters}  # name -> source directory
         self.lock = asyncio.Lock()  # one adapter load or unload at a time
-        self.ping_timeout = ping_timeout
+        self.ping_timeout = aiohttp.ClientTimeout(total=ping_timeout)
         sep = manifest["adapter_model_separator"]
         # The library's header-to-body transform, with the expression SGLang needs: "<base>:<adapter>".
         base = "'" + served_model_name.replace("'", "\\'") + "'"
@@ -68,50 +78,67 @@ class Engine:
             request_shape={"model": f"join('{sep}', [{base}, headers.\"{ADAPTER_HEADER}\"])"}
         )(self.forward)
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=3600),
+                auto_decompress=False,
+            )
+        return self.session
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
     async def forward(self, request: Request) -> Response:
         """Send the invocation to the engine as it came; stream the answer back when it streams."""
         headers = {"content-type": request.headers.get("content-type", "application/json")}
-        outgoing = self.client.build_request("POST", self.routes["invocations"], content=await request.body(),
-                                             headers=headers)
         try:
-            upstream = await self.client.send(outgoing, stream=True)
-        except httpx.TimeoutException:
+            upstream = await self._session().post(self.routes["invocations"], data=await request.body(),
+                                                  headers=headers)
+        except asyncio.TimeoutError:
             raise HTTPException(504, "the engine did not answer in time") from None
-        except httpx.TransportError:
+        except aiohttp.ClientError:
             raise HTTPException(503, "the engine is not ready") from None
         media = upstream.headers.get("content-type", "application/json")
         if media.startswith("text/event-stream"):
-            return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code, media_type=media,
-                                     background=BackgroundTask(upstream.aclose))
-        body = await upstream.aread()
-        await upstream.aclose()
-        return Response(body, status_code=upstream.status_code, media_type=media)
+            return StreamingResponse(upstream.content.iter_any(), status_code=upstream.status, media_type=media,
+                                     background=BackgroundTask(upstream.release))
+        body = await upstream.read()
+        upstream.release()
+        return Response(body, status_code=upstream.status, media_type=media)
 
-    async def call(self, route: str, payload: dict) -> httpx.Response:
+    async def call(self, route: str, payload: dict) -> None:
+        """POST ``payload`` to an engine route; raises EngineError, or HTTPException 503/504."""
         try:
-            return await self.client.post(self.routes[route], json=payload)
-        except httpx.TimeoutException:
-            raise HTTPException(504, f"the engine did not answer {self.routes[route]} in time") from None
-        except httpx.TransportError:
+            async with self._session().post(self.routes[route], json=payload) as r:
+                if r.status == 200:
+                    return
+                raise EngineError(r.status, _engine_error(await r.read()))
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"the engine did not answer {route} in time") from None
+        except aiohttp.ClientError:
             raise HTTPException(503, "the engine is not ready") from None
 
     async def healthy(self) -> bool:
         try:
-            r = await self.client.get(self.routes["health"], timeout=self.ping_timeout)
-        except httpx.HTTPError:
+            async with self._session().get(self.routes["health"], timeout=self.ping_timeout) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
-        return r.status_code == 200
 
 
 def _engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def _engine_error(r: httpx.Response) -> str:
+def _engine_error(raw: bytes) -> str:
+    """The engine's own words from an error body (SGLang: error_message or message)."""
     try:
-        body = r.json()
+        body = json.loads(raw)
     except ValueError:
-        return r.text[:500]
+        return raw.decode(errors="replace")[:500]
     if isinstance(body, dict):
         err = body.get("error_message") or body.get("message") or body.get("detail") or body.get("error")
         if isinstance(err, dict):
@@ -169,17 +196,16 @@ async def load_adapter(request: SimpleNamespace, raw_request: Request) -> Respon
         if name in engine.adapters:
             raise HTTPException(409, f"adapter {name} is already loaded; delete it before loading it again")
         try:
-            r = await engine.call(
-                "load_adapter", {"lora_name": name, "lora_path": str(path), "pinned": bool(request.pinned)}
-            )
+            await engine.call("load_adapter", {"lora_name": name, "lora_path": str(path),
+                                               "pinned": bool(request.pinned)})
+        except EngineError as e:
+            raise HTTPException(e.status if 400 <= e.status < 500 else 502,
+                                f"adapter {name} could not be loaded: {e.message}") from None
         except HTTPException as e:
             if e.status_code == 504:  # it may have loaded after all: leave nothing half-loaded
-                with contextlib.suppress(httpx.HTTPError):
-                    await engine.client.post(engine.routes["unload_adapter"], json={"lora_name": name})
+                with contextlib.suppress(HTTPException, EngineError):
+                    await engine.call("unload_adapter", {"lora_name": name})
             raise
-        if r.status_code != 200:
-            status = r.status_code if 400 <= r.status_code < 500 else 502
-            raise HTTPException(status, f"adapter {name} could not be loaded: {_engine_error(r)}")
         engine.adapters[name] = str(path)
     log.info("adapter %s loaded", name)
     return Response(status_code=200)
@@ -192,10 +218,11 @@ async def unload_adapter(request: SimpleNamespace, raw_request: Request) -> Resp
     async with engine.lock:
         if name not in engine.adapters:
             raise HTTPException(404, f"adapter {name} is not loaded")
-        r = await engine.call("unload_adapter", {"lora_name": name})
-        if r.status_code != 200:
-            status = r.status_code if 400 <= r.status_code < 500 else 502
-            raise HTTPException(status, f"adapter {name} could not be unloaded: {_engine_error(r)}")
+        try:
+            await engine.call("unload_adapter", {"lora_name": name})
+        except EngineError as e:
+            raise HTTPException(e.status if 400 <= e.status < 500 else 502,
+                                f"adapter {name} could not be unloaded: {e.message}") from None
         del engine.adapters[name]
     log.info("adapter %s unloaded", name)
     return Response(status_code=200)
@@ -205,7 +232,7 @@ def create_app(engine: Engine) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        await engine.client.aclose()
+        await engine.close()
 
     app = FastAPI(title="SageMaker front for SGLang", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)

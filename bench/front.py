@@ -1,0 +1,173 @@
+"""What the SageMaker front costs: latency and throughput through it vs straight to the engine.
+
+    python bench/front.py [--seconds 2] [--rounds 3]
+
+The engine is the CPU backend in ``--fixed-response`` mode (instant answers), so the front's own
+cost is what is measured. For 1, 16 and 64 concurrent clients, direct and through-the-front runs
+alternate (``--rounds`` each, to even out noisy neighbours); then streaming time to first byte.
+Prints p50/p99 latency, throughput and the ratios against the targets (added p50 <= 1 ms and
+p99 <= 5 ms at 1 client, throughput >= 0.9x direct).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+BODY = json.dumps({"messages": [{"role": "user", "content": "synthetic patient: fever and cough"}],
+                   "max_tokens": 64, "temperature": 0}).encode()
+STREAM_BODY = json.dumps({**json.loads(BODY), "stream": True}).encode()
+ANSWER = "Findings point to community-acquired pneumonia; recommend chest X-ray and antibiotics."
+TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "throughput_ratio": 0.9}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], url: str, path: str) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url + path, timeout=1).status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{' '.join(cmd)} did not become ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+
+
+async def load(session: aiohttp.ClientSession, url: str, clients: int, seconds: float) -> list[float]:
+    """Closed loop: ``clients`` workers send requests back to back for ``seconds``; latencies in s."""
+    latencies: list[float] = []
+    end = time.perf_counter() + seconds
+
+    async def worker():
+        while (t0 := time.perf_counter()) < end:
+            async with session.post(url + "/invocations", data=BODY,
+                                    headers={"content-type": "application/json"}) as r:
+                await r.read()
+                assert r.status == 200, r.status
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies
+
+
+async def first_byte(session: aiohttp.ClientSession, url: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        async with session.post(url + "/invocations", data=STREAM_BODY,
+                                headers={"content-type": "application/json"}) as r:
+            await r.content.readany()
+            out.append(time.perf_counter() - t0)
+            await r.read()
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+async def run(direct: str, front: str, seconds: float, rounds: int) -> dict:
+    results = {}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for url in (direct, front):  # warm up connections and code paths
+            await load(session, url, 16, 0.5)
+        for clients in (1, 16, 64):
+            samples = {"direct": [], "front": []}
+            count = {"direct": 0, "front": 0}
+            elapsed = {"direct": 0.0, "front": 0.0}
+            for _ in range(rounds):
+                for name, url in (("direct", direct), ("front", front)):
+                    t0 = time.perf_counter()
+                    lat = await load(session, url, clients, seconds / rounds)
+                    elapsed[name] += time.perf_counter() - t0
+                    samples[name] += lat
+                    count[name] += len(lat)
+            results[clients] = {
+                name: {"p50_ms": pct(samples[name], 50) * 1e3, "p99_ms": pct(samples[name], 99) * 1e3,
+                       "rps": count[name] / elapsed[name], "n": count[name]}
+                for name in samples
+            }
+        ttfb = {}
+        for _ in range(rounds):
+            for name, url in (("direct", direct), ("front", front)):
+                ttfb.setdefault(name, []).extend(await first_byte(session, url, 100))
+        results["ttfb"] = {name: {"p50_ms": pct(v, 50) * 1e3, "p99_ms": pct(v, 99) * 1e3} for name, v in ttfb.items()}
+    return results
+
+
+def report(results: dict) -> bool:
+    ok = True
+    print(f"{'clients':>7} {'direct p50':>10} {'front p50':>10} {'added p50':>10} {'added p99':>10} "
+          f"{'direct rps':>10} {'front rps':>10} {'ratio':>6}")
+    for clients in (1, 16, 64):
+        d, f = results[clients]["direct"], results[clients]["front"]
+        ratio = f["rps"] / d["rps"]
+        added50, added99 = f["p50_ms"] - d["p50_ms"], f["p99_ms"] - d["p99_ms"]
+        print(f"{clients:>7} {d['p50_ms']:>9.2f}ms {f['p50_ms']:>9.2f}ms {added50:>9.2f}ms {added99:>9.2f}ms "
+              f"{d['rps']:>10.0f} {f['rps']:>10.0f} {ratio:>5.2f}x")
+        ok &= ratio >= TARGETS["throughput_ratio"]
+        if clients == 1:
+            ok &= added50 <= TARGETS["added_p50_ms"] and added99 <= TARGETS["added_p99_ms"]
+    t = results["ttfb"]
+    print(f"streaming time to first byte (1 client): direct p50 {t['direct']['p50_ms']:.2f} ms, "
+          f"front p50 {t['front']['p50_ms']:.2f} ms (added {t['front']['p50_ms'] - t['direct']['p50_ms']:.2f} ms; "
+          f"p99 added {t['front']['p99_ms'] - t['direct']['p99_ms']:.2f} ms)")
+    print(f"targets (added p50 <= {TARGETS['added_p50_ms']} ms, p99 <= {TARGETS['added_p99_ms']} ms at 1 client; "
+          f"throughput >= {TARGETS['throughput_ratio']}x direct): {'met' if ok else 'NOT met'}")
+    return ok
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=2.0, help="measured seconds per target and concurrency")
+    p.add_argument("--rounds", type=int, default=3, help="alternations of direct and front per concurrency")
+    args = p.parse_args()
+    engine_port, front_port = free_port(), free_port()
+    direct, front = f"http://127.0.0.1:{engine_port}", f"http://127.0.0.1:{front_port}"
+    engine = start([sys.executable, "-m", "local.backend", "--fixed-response", ANSWER, "--port", str(engine_port)],
+                   direct, "/health")
+    try:
+        proxy = start([sys.executable, str(ROOT / "containers" / "sglang" / "sagemaker_front.py"), "--host",
+                       "127.0.0.1", "--port", str(front_port), "--engine-url", direct, "--served-model-name", "base"],
+                      front, "/ping")
+        try:
+            results = asyncio.run(run(direct, front, args.seconds, args.rounds))
+        finally:
+            stop(proxy)
+    finally:
+        stop(engine)
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
