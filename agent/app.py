@@ -34,7 +34,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from agent.errors import ConfigurationError, DiagnosisError, PatientNotFound
-from agent.models import RequestError, parse_request
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
 LOCAL_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB")
@@ -71,6 +70,8 @@ def _upstream_error(e: Exception) -> HTTPException | None:
 
 @app.entrypoint
 async def invoke(payload: Any, context: Any) -> Any:
+    from agent.models import RequestError, parse_request
+
     try:
         request = parse_request(payload)
     except RequestError as e:

@@ -31,21 +31,22 @@ Standard variables also apply: ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, ``AWS_END
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.errors import ConfigurationError
 
 
-class AgentRuntimeSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+class AgentRuntimeSettings(BaseModel):
+    # Values come from environment strings: lax parsing ("1024" -> 1024, "true" -> True).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sagemaker_endpoint_name: str = Field(min_length=1, max_length=63)
     sagemaker_inference_component: str | None = Field(None, min_length=1, max_length=63)
     diagnosis_inference_component: str | None = Field(None, min_length=1, max_length=63)
-    aws_region: str = Field(
-        pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", validation_alias=AliasChoices("aws_region", "aws_default_region")
-    )
+    aws_region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     model_max_tokens: int = Field(1024, ge=1, le=32768)
     model_temperature: float = Field(0.2, ge=0, le=2)
     model_streaming: bool = True
@@ -64,10 +65,19 @@ class AgentRuntimeSettings(BaseSettings):
         return self.diagnosis_inference_component or self.sagemaker_inference_component
 
 
-def load_settings(**overrides: object) -> AgentRuntimeSettings:
-    """Read the settings from the environment (``overrides`` win); a clear error names each bad variable."""
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> AgentRuntimeSettings:
+    """The settings from ``environ`` (default: the process environment; empty values count as unset),
+    ``overrides`` winning. A bad or missing variable raises ``ConfigurationError`` naming each one."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name in AgentRuntimeSettings.model_fields:
+        if environ.get(name.upper()):
+            values[name] = environ[name.upper()]
+    if "aws_region" not in values and environ.get("AWS_DEFAULT_REGION"):
+        values["aws_region"] = environ["AWS_DEFAULT_REGION"]
+    values.update(overrides)
     try:
-        return AgentRuntimeSettings(**overrides)
+        return AgentRuntimeSettings.model_validate(values)
     except ValidationError as e:
         lines = []
         for err in e.errors(include_input=False):

@@ -135,3 +135,14 @@ def test_missing_environment_names_each_variable(monkeypatch):
     for name in ("SAGEMAKER_ENDPOINT_NAME", "PATIENT_TABLE", "REPORTS_BUCKET", "REPORTS_KMS_KEY_ID", "AWS_REGION"):
         assert f"{name}: required but not set" in message or f"{name} (or" in message
     assert "MODEL_TEMPERATURE: Input should be less than or equal to 2" in message
+
+
+def test_settings_treat_empty_variables_as_unset_and_fall_back_to_the_default_region():
+    from agent.settings import load_settings
+
+    environ = {"SAGEMAKER_ENDPOINT_NAME": "clinical-llm", "SAGEMAKER_INFERENCE_COMPONENT": "", "AWS_DEFAULT_REGION": "eu-west-1",
+               "PATIENT_TABLE": "patients", "REPORTS_BUCKET": "reports", "REPORTS_KMS_KEY_ID": "arn:aws:kms:k",
+               "RECORD_PROMPTS": "false", "MODEL_MAX_TOKENS": "512"}
+    settings = load_settings(environ)
+    assert settings.sagemaker_inference_component is None and settings.diagnosis_component is None
+    assert settings.aws_region == "eu-west-1" and settings.model_max_tokens == 512 and settings.record_prompts is False
