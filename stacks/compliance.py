@@ -82,6 +82,21 @@ AVAILABILITY_ZONES = (
 
 # --- inference --------------------------------------------------------------------------------
 
+ENDPOINT_ROLE_WILDCARDS = (
+    "Wildcards only where IAM offers nothing narrower: objects under each model's weight prefix and adapter archives "
+    "(*.tar.gz) under the pipeline prefix; ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a "
+    "namespace condition) and ec2:Describe* have no resource-level permissions; network interfaces are limited to "
+    "the environment's VPC by an ec2:Vpc condition."
+)
+
+ENDPOINT_CONFIG = (
+    Ack("HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured",
+        "Every GPU instance type the endpoint may use (settings.ACCELERATORS) has local NVMe instance storage, which "
+        "the instance encrypts in hardware; SageMaker refuses KmsKeyId for such instance types. Weights and adapters "
+        "stay KMS-encrypted at rest in S3."),
+)
+
+
 # --- agent ------------------------------------------------------------------------------------
 
 # --- delivery ---------------------------------------------------------------------------------

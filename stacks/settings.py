@@ -113,60 +113,117 @@ class TrainingSettings(_Model):
     accuracy_threshold: float = Field(0.6, ge=0, le=1)
 
 
+def _component_name(v: str) -> str:
+    if len(v) > 63 or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", v):
+        raise ValueError(f"{v!r} is not a SageMaker name: at most 63 letters, digits and inner hyphens")
+    return v
+
+
+# Endpoint and inference component names (SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$, at most 63).
+ComponentName = Annotated[str, AfterValidator(_component_name)]
+# An S3 key prefix: relative, ends with "/".
+KeyPrefix = Annotated[str, Field(pattern=r"^[\w.=-]+(/[\w.=-]+)*/$")]
+# SageMaker mounts a model's S3 data here.
+MODEL_DIR = "/opt/ml/model"
+# SageMaker limits on a container's environment.
+MAX_ENVIRONMENT, MAX_ENVIRONMENT_VALUE = 16, 1024
+
+
 class ModelSettings(_Model):
     """One base model hosted as an inference component on the shared endpoint."""
 
-    name: ResourceName
+    name: ComponentName  # also the inference component's name
     model_id: str
-    # S3 prefix in the artifacts bucket where the weights live (uncompressed).
-    artifact_prefix: str
+    # S3 prefix in the artifacts bucket where the weights live (uncompressed, mounted at /opt/ml/model).
+    artifact_prefix: KeyPrefix
     accelerators: int = Field(1, ge=1)
     memory_mb: int = Field(16384, ge=1024)
     cpu_cores: float = Field(4, gt=0)
-    min_copies: int = Field(0, ge=0)
+    min_copies: int = Field(0, ge=0)  # 0: the component scales to zero when idle
     max_copies: int = Field(2, ge=1)
     target_invocations_per_copy: int = Field(10, ge=1)
     lora: bool = True
     max_lora_rank: int = Field(64, ge=1)
-    draft_model_prefix: str | None = None  # EAGLE3 draft weights under the artifacts bucket
-    environment: dict[str, str] = {}
+    lora_target_modules: list[str] = Field(["all"], min_length=1)
+    tool_call_parser: str = "llama3"
+    # EAGLE3 draft weights: a prefix inside artifact_prefix (SageMaker mounts one S3 prefix per model).
+    draft_model_prefix: KeyPrefix | None = None
+    environment: dict[str, str] = {}  # more SM_SGLANG_* flags (see containers/sglang/README.md)
 
     @model_validator(mode="after")
-    def _copies(self) -> "ModelSettings":
+    def _valid(self) -> "ModelSettings":
         if self.min_copies > self.max_copies:
             raise ValueError(f"min_copies ({self.min_copies}) exceeds max_copies ({self.max_copies})")
+        if self.draft_model_prefix and (
+            self.draft_model_prefix == self.artifact_prefix or not self.draft_model_prefix.startswith(self.artifact_prefix)
+        ):
+            raise ValueError(
+                f"draft_model_prefix: {self.draft_model_prefix!r} must lie inside artifact_prefix {self.artifact_prefix!r} "
+                f"(SageMaker mounts one S3 prefix per model at {MODEL_DIR})"
+            )
+        derived = self._derived_environment()
+        for key, value in self.environment.items():
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key):
+                raise ValueError(f"environment.{key}: not a valid environment variable name")
+            if key in derived:
+                raise ValueError(f"environment.{key}: set from the model's fields; change those instead")
+            if len(value) > MAX_ENVIRONMENT_VALUE:
+                raise ValueError(f"environment.{key}: longer than {MAX_ENVIRONMENT_VALUE} characters")
+        if (n := len(derived) + len(self.environment)) > MAX_ENVIRONMENT:
+            raise ValueError(
+                f"environment: {len(self.environment)} entries plus {len(derived)} set from the model's fields "
+                f"make {n}; SageMaker allows at most {MAX_ENVIRONMENT}"
+            )
         return self
+
+    def _derived_environment(self) -> dict[str, str]:
+        env = {
+            "SM_SGLANG_SERVED_MODEL_NAME": self.name,
+            "SM_SGLANG_TOOL_CALL_PARSER": self.tool_call_parser,
+            "SM_SGLANG_ENABLE_LORA": str(self.lora).lower(),
+        }
+        if self.lora:
+            env["SM_SGLANG_MAX_LORA_RANK"] = str(self.max_lora_rank)
+            env["SM_SGLANG_LORA_TARGET_MODULES"] = " ".join(self.lora_target_modules)
+        if self.draft_model_prefix:
+            env["SM_SGLANG_SPECULATIVE_ALGORITHM"] = "EAGLE3"
+            env["SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH"] = f"{MODEL_DIR}/{self.draft_model_prefix[len(self.artifact_prefix):].rstrip('/')}"
+        return env
+
+    @property
+    def container_environment(self) -> dict[str, str]:
+        """The SGLang container's environment: the model's fields as SM_SGLANG_* variables, then ``environment``."""
+        return {**self._derived_environment(), **self.environment}
 
 
 class AdapterSettings(_Model):
     """A LoRA adapter hosted as an adapter inference component on a base component."""
 
-    name: ResourceName
+    name: ComponentName  # also the inference component's name
     base: str  # a ModelSettings.name
-    artifact_key: str = Field(pattern=r"^[\w./=-]+\.tar\.gz$")  # key in the artifacts bucket
+    artifact_key: str = Field(pattern=r"^[\w./=-]+\.tar\.gz$")  # key in the artifacts bucket (one .tar.gz)
 
 
 class InferenceSettings(_Model):
-    endpoint_name: ResourceName = "clinical-llm"
+    endpoint_name: ComponentName = "clinical-llm"
     instance_type: str = "ml.g5.2xlarge"
     initial_instance_count: int = Field(1, ge=1)
-    min_instance_count: int = Field(0, ge=0)
+    min_instance_count: int = Field(0, ge=0)  # 0: the endpoint releases its instances when no copy runs
     max_instance_count: int = Field(2, ge=1)
-    image_tag: str = Field("v0.5.23-cu129", pattern=r"^[\w.-]+$")  # the SGLang base image tag; never "latest"
+    # The container needs no network when the weights come from S3: isolate it (no inbound or outbound calls).
+    network_isolation: bool = True
+    # Seconds SageMaker waits for the weights to download, and then for the container's /ping.
+    startup_timeout_seconds: int = Field(1800, ge=60, le=3600)
     models: list[ModelSettings] = Field(min_length=1)
     adapters: list[AdapterSettings] = []
     # The adapter component that the approval automation creates or updates from the registry;
     # the agent calls it by default.
-    approved_adapter: ResourceName = "clinical-lora"
+    approved_adapter: ComponentName = "clinical-lora"
     approved_adapter_base: str = ""  # a ModelSettings.name; default: the first model
+    # Where the pipeline writes adapter archives (.tar.gz) in the artifacts bucket: the endpoint may read them.
+    adapter_artifact_prefix: KeyPrefix = "pipeline/"
     latency_alarm_ms: int = Field(20000, ge=1)
-
-    @field_validator("image_tag")
-    @classmethod
-    def _pinned(cls, v: str) -> str:
-        if v == "latest":
-            raise ValueError("'latest' is not a pinned tag")
-        return v
+    error_alarm_count: int = Field(5, ge=1)  # 4xx or 5xx responses per 5 minutes, twice in a row
 
     @field_validator("instance_type")
     @classmethod
@@ -178,29 +235,42 @@ class InferenceSettings(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> "InferenceSettings":
         available = ACCELERATORS[self.instance_type]
-        names = [m.name for m in self.models]
-        if len(set(names)) != len(names):
-            raise ValueError(f"models: duplicate names {names}")
+        models = {m.name: m for m in self.models}
+        names = list(models)
         for m in self.models:
             if m.accelerators > available:
                 raise ValueError(
                     f"models.{m.name}.accelerators: {m.accelerators} exceeds the {available} "
                     f"of instance type {self.instance_type}"
                 )
-            if len(m.environment) > 16:
-                raise ValueError(f"models.{m.name}.environment: {len(m.environment)} entries, at most 16")
-            for k, v in m.environment.items():
-                if len(v) > 1024:
-                    raise ValueError(f"models.{m.name}.environment.{k}: longer than 1024 characters")
+        components = names + [a.name for a in self.adapters]
+        if dupes := sorted({c for c in components if components.count(c) > 1}):
+            raise ValueError(f"models/adapters: component names must be unique; repeated: {', '.join(dupes)}")
+        if self.approved_adapter in components:
+            raise ValueError(f"approved_adapter: {self.approved_adapter!r} clashes with a configured component")
         if self.approved_adapter_base and self.approved_adapter_base not in names:
             raise ValueError(f"approved_adapter_base: {self.approved_adapter_base!r} is not one of the models {names}")
-        if self.approved_adapter in names + [a.name for a in self.adapters]:
-            raise ValueError(f"approved_adapter: {self.approved_adapter!r} clashes with a configured component")
+        if not models[self.approved_adapter_base or names[0]].lora:
+            raise ValueError(f"approved_adapter_base: model {self.approved_adapter_base or names[0]!r} has lora off")
         for a in self.adapters:
-            if a.base not in names:
+            if a.base not in models:
                 raise ValueError(f"adapters.{a.name}.base: {a.base!r} is not one of the models {names}")
+            if not models[a.base].lora:
+                raise ValueError(f"adapters.{a.name}.base: model {a.base!r} has lora off")
         if self.min_instance_count > self.max_instance_count:
-            raise ValueError("min_instance_count exceeds max_instance_count")
+            raise ValueError(
+                f"min_instance_count ({self.min_instance_count}) exceeds max_instance_count ({self.max_instance_count})"
+            )
+        if self.initial_instance_count > self.max_instance_count:
+            raise ValueError(
+                f"initial_instance_count ({self.initial_instance_count}) exceeds max_instance_count ({self.max_instance_count})"
+            )
+        # Each base component starts with one copy; the endpoint must have room for all of them.
+        if (needed := sum(m.accelerators for m in self.models)) > available * self.max_instance_count:
+            raise ValueError(
+                f"models: one copy of each needs {needed} accelerators; max_instance_count {self.max_instance_count} "
+                f"× {available} of {self.instance_type} gives {available * self.max_instance_count}"
+            )
         return self
 
 

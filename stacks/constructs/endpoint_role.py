@@ -1,0 +1,80 @@
+"""The endpoint's execution role: what SageMaker may do on the endpoint's behalf, and nothing else.
+
+Read the weights and adapter archives under their prefixes, decrypt them (through S3 only), pull
+the image (granted by the image itself), write the endpoint's and components' logs, publish
+SageMaker metrics, and, in a VPC, manage the endpoint's network interfaces.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from aws_cdk import Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks import compliance
+
+# Namespaces SageMaker publishes endpoint and inference component metrics to with this role.
+METRIC_NAMESPACES = ["/aws/sagemaker/Endpoints", "/aws/sagemaker/InferenceComponents"]
+EC2_DESCRIBE = [
+    "ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+]
+ENI_ACTIONS = [
+    "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
+]
+
+
+def endpoint_execution_role(
+    scope: Construct,
+    id: str,
+    *,
+    bucket: s3.IBucket,
+    key: kms.IKey,
+    weight_prefixes: Sequence[str],
+    archive_patterns: Sequence[str],
+    log_groups: Sequence[logs.ILogGroup],
+    vpc: ec2.IVpc | None = None,
+    subnet_ids: Sequence[str] = (),
+    security_group: ec2.ISecurityGroup | None = None,
+) -> iam.Role:
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope,
+        id,
+        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+        description="SageMaker inference endpoint execution role",
+    )
+
+    def allow(actions: list[str], resources: list[str], conditions: dict | None = None) -> None:
+        role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
+
+    # Weights are downloaded by prefix (list + get); adapter archives by key or key pattern.
+    objects = [bucket.arn_for_objects(f"{p}*") for p in weight_prefixes] + [bucket.arn_for_objects(k) for k in archive_patterns]
+    allow(["s3:GetObject"], objects)
+    wildcards = [o for o in objects if "*" in o] + ["*"]
+    allow(["s3:ListBucket"], [bucket.bucket_arn], {"StringLike": {"s3:prefix": [f"{p}*" for p in weight_prefixes]}})
+    allow(["kms:Decrypt"], [key.key_arn], {"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}})
+    allow(
+        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+        [g.log_group_arn for g in log_groups],
+    )
+    # PutMetricData has no resource-level permissions: the namespace condition scopes it.
+    allow(["cloudwatch:PutMetricData"], ["*"], {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACES}})
+    if vpc is not None:
+        def arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
+
+        # Describe* have no resource-level permissions; interfaces are created only in the endpoint's subnets and group.
+        allow(EC2_DESCRIBE, ["*"])
+        allow(["ec2:CreateNetworkInterface"], [arn("subnet", s) for s in subnet_ids] + [arn("security-group", security_group.security_group_id)])
+        allow(ENI_ACTIONS, [arn("network-interface", "*")], {"StringEquals": {"ec2:Vpc": arn("vpc", vpc.vpc_id)}})
+        wildcards.append(arn("network-interface", "*"))
+    compliance.acknowledge_wildcard_resources(role, wildcards, compliance.ENDPOINT_ROLE_WILDCARDS)
+    return role

@@ -1,0 +1,35 @@
+"""The SGLang serving image, built from containers/sglang/ as a CDK image asset (linux/amd64).
+
+At synth the folder is only staged into the cloud assembly; the image is built and pushed at
+publish/deploy time, so synth needs no Docker daemon. The Dockerfile pins the SGLang base image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+CONTAINER_DIR = Path(__file__).resolve().parents[2] / "containers" / "sglang"
+
+
+class SglangImage(Construct):
+    """``bind(grantable)`` returns the image URI and lets ``grantable`` pull it."""
+
+    def __init__(self, scope: Construct, id: str, *, directory: Path = CONTAINER_DIR) -> None:
+        super().__init__(scope, id)
+        if not (directory / "Dockerfile").is_file():
+            raise FileNotFoundError(f"SGLang image: no Dockerfile in {directory}")
+        self.asset = ecr_assets.DockerImageAsset(
+            self,
+            "Asset",
+            directory=str(directory),
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"],  # local run leftovers would change the hash
+        )
+
+    def bind(self, grantable: iam.IGrantable) -> str:
+        self.asset.repository.grant_pull(grantable)
+        return self.asset.image_uri
