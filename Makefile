@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup synth test bench diff deploy snapshot diagram demo lint clean
+.PHONY: help setup synth test bench diff deploy snapshot diagram demo mlflow-ui lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,11 +51,22 @@ snapshot: setup ## refresh the per-environment template snapshots (review the di
 diff: setup ## audit: diff ENV's synth against its committed baseline (FAIL_ON=destructive to gate)
 	$(PY) -m stacks.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
 
-deploy: setup ## deploy one environment directly: make deploy ENV=dev
-	$(CDK) deploy "$$($(PY) -m stacks.stage_id $(ENV))/*" --require-approval broadening
+deploy: setup ## deploy one environment directly: make deploy ENV=dev (needs credentials for its account)
+	$(CDK) deploy "$$($(PY) -c 'from stacks.settings import load_environment as l; print(l("$(ENV)").stage_id)')/*" \
+		-c environments=$(ENV) --require-approval broadening
 
-lint: setup ## cfn-lint over the synthesized templates
-	$(PY) -m stacks.lint cdk.out
+diagram: synth ## render docs/architecture.png from the synthesized app (STAGE=Prod; one cluster per stack)
+	$(PY) -m stacks.diagram cdk.out --stage $(or $(STAGE),Prod) --output docs/architecture.png
 
-clean: ## remove build outputs (keeps the virtualenv)
-	rm -rf cdk.out .pytest_cache
+lint: synth ## cfn-lint over every synthesized template
+	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json')
+
+demo: setup ## the whole system on this machine: train, register, serve, ask the agent (FRESH=1 reruns all)
+	$(PY) -m local.demo $(if $(FRESH),--fresh)
+
+mlflow-ui: setup ## serve the demo's MLflow (runs, registry, traces) on http://127.0.0.1:5050
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/.demo/mlflow/mlflow.db \
+		--artifacts-destination $(CURDIR)/.demo/mlflow/artifacts --host 127.0.0.1 --port 5050 --workers 1
+
+clean: ## remove build outputs and the demo's state (keeps the virtualenv)
+	rm -rf cdk.out .pytest_cache .demo
