@@ -100,3 +100,63 @@ ENDPOINT_CONFIG = (
 # --- agent ------------------------------------------------------------------------------------
 
 # --- delivery ---------------------------------------------------------------------------------
+
+_ARTIFACTS = ("CDK Pipelines' grant on this pipeline's own artifact bucket and its KMS key only: these wildcards are "
+              "object keys and action families within one bucket and one key.")
+_PROJECT = ("CodeBuild's own grant for the project's report groups and default log group, both named after the project "
+            "(builds log to the pipeline's KMS-encrypted BuildLogs group).")
+
+# Applied to the pipeline construct (stacks/delivery_stack.py); the stages it deploys are checked like direct deploys.
+DELIVERY = (
+    Ack("HIPAA.Security-IAMNoInlinePolicy",
+        "CDK Pipelines gives each action and CodeBuild project its own role with a generated policy scoped to this "
+        "pipeline's bucket, key, log group and the target accounts' bootstrap roles; kept inline, one-to-one with its role."),
+    Ack("HIPAA.Security-CodeBuildProjectSourceRepoUrl",
+        "The projects' source is CODEPIPELINE (the pipeline's artifacts), not a repository URL; CodePipeline reads the "
+        "repository through a CodeConnections connection (an OAuth app installation), so no credentials are in any URL."),
+    *(Ack(f"AwsSolutions-IAM5[Action::{action}]", _ARTIFACTS) for action in (
+        "s3:Abort*", "s3:DeleteObject*", "s3:GetBucket*", "s3:GetObject*", "s3:List*", "kms:GenerateDataKey*", "kms:ReEncrypt*")),
+    Ack("AwsSolutions-IAM5[Resource::*]",
+        "Two CDK Pipelines statements with no narrower resource: self-mutation's cloudformation:DescribeStacks and "
+        "s3:ListBucket (read-only, how the CDK CLI finds its stacks and bootstrap bucket), and the asset role's "
+        "codebuild:StartBuild/BatchGetBuilds/StopBuild for the publishing projects it runs."),
+)
+
+
+_REPLICATION = ("CodePipeline's replication bucket for deploy actions in another region (support stack created by CDK): "
+                "it holds transient copies of this pipeline's artifacts, encrypted with a rotated KMS key that trusts "
+                "only the target deploy roles, private and TLS-only; the artifact bucket in the pipeline's region is the "
+                "access-logged, versioned copy.")
+DELIVERY_REPLICATION_BUCKET = tuple(Ack(rule, _REPLICATION) for rule in (
+    "AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled", "HIPAA.Security-S3BucketVersioningEnabled",
+    "HIPAA.Security-S3BucketReplicationEnabled"))
+
+
+def delivery_pipeline(pipeline) -> tuple[Ack, ...]:
+    """The findings of CDK Pipelines' generated grants that name resources of this pipeline (logical ids, account)."""
+    from aws_cdk import Stack
+    from aws_cdk import aws_codebuild as codebuild
+
+    stack = Stack.of(pipeline)
+    account, region, partition = stack.resolve(stack.account), stack.resolve(stack.region), stack.resolve(stack.partition)
+    bucket = stack.get_logical_id(pipeline.pipeline.artifact_bucket.node.default_child)
+    acks = [
+        Ack(f"AwsSolutions-IAM5[Resource::<{stack.resolve(bucket)}.Arn>/*]", _ARTIFACTS),
+        Ack(f"AwsSolutions-IAM5[Resource::arn:*:iam::{account}:role/*]",
+            "Self-mutation may assume only the tooling account's CDK bootstrap roles: the statement is conditioned on "
+            "the tag aws-cdk:bootstrap-role (deploy, file-publishing, image-publishing)."),
+        Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:codebuild:{region}:{account}:report-group/*]",
+            "The shared asset-publishing role serves one project per asset kind; " + _PROJECT),
+        Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{region}:{account}:log-group:/aws/codebuild/*]",
+            "The shared asset-publishing role serves one project per asset kind; " + _PROJECT),
+    ]
+    for support in pipeline.pipeline.cross_region_support.values():
+        name = stack.resolve(support.replication_bucket.bucket_name)
+        acks.append(Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:s3:::{name}/*]", _REPLICATION))
+    for project in (c for c in pipeline.node.find_all() if isinstance(c, codebuild.CfnProject)):
+        id = stack.resolve(stack.get_logical_id(project))
+        acks += [
+            Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:codebuild:{region}:{account}:report-group/<{id}>-*]", _PROJECT),
+            Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{region}:{account}:log-group:/aws/codebuild/<{id}>:*]", _PROJECT),
+        ]
+    return tuple(acks)

@@ -328,13 +328,27 @@ class EnvironmentSettings(_Model):
 
 
 class DeliverySettings(_Model):
+    """The promotion pipeline in the tooling account (config/delivery.yaml)."""
+
     account: Account
     region: Region
     connection_arn: str = Field(pattern=r"^arn:aws[\w-]*:(codestar-connections|codeconnections):")
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
     branch: str = "main"
-    environments: list[str] = list(DEFAULT_ENVIRONMENTS)  # promotion order
-    approval_before: list[str] = ["prod"]
+    pipeline_name: str = Field("clinical-agent-delivery", pattern=r"^[A-Za-z0-9.@_-]{1,100}$")
+    environments: list[str] = Field(list(DEFAULT_ENVIRONMENTS), min_length=1)  # promotion order
+    approval_before: list[str] = ["prod"]  # a manual approval (after an audit diff) gates these stages
+    smoke_checks: bool = True  # post-deploy health checks per stage, through the target's read-only lookup role
+    log_retention_days: RetentionDays = 365  # the pipeline's CodeBuild logs
+    artifact_noncurrent_version_days: int = Field(30, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> "DeliverySettings":
+        if dupes := sorted({e for e in self.environments if self.environments.count(e) > 1}):
+            raise ValueError(f"environments: each environment is promoted once; repeated: {', '.join(dupes)}")
+        if stray := [e for e in self.approval_before if e not in self.environments]:
+            raise ValueError(f"approval_before: {', '.join(stray)} not in environments {self.environments}")
+        return self
 
 
 def _format(env: str, err: ValidationError) -> str:
