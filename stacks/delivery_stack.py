@@ -1,0 +1,225 @@
+"""DeliveryStack: the CDK Pipeline in the tooling account that promotes the app dev → staging → approval → prod.
+
+Source: a CodeConnections repository. Synth: ``make test`` then ``make synth`` (cdk.out is the output).
+Each environment is the same ``ClinicalAgentStage`` a developer deploys directly, in its own account and
+region, deployed through that account's CDK bootstrap roles (``cdk bootstrap --trust <tooling account>``).
+Before an approval-gated stage, an audit step prints ``cdk diff`` of the exact assembly against the live
+stacks; after each stage, shell steps check the deployed components' health through the target account's
+read-only lookup role. See docs/delivery.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import CfnOutput, DefaultStackSynthesizer, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import pipelines
+from constructs import Construct
+
+from stacks import compliance
+from stacks.constructs.log_group import encrypted_log_group
+from stacks.constructs.secure_bucket import secure_bucket
+from stacks.settings import DeliverySettings, EnvironmentSettings
+from stacks.stage import ClinicalAgentStage
+
+# The CDK CLI the pipeline runs (self-mutation, asset publishing, audit diff): the one package.json pins.
+PACKAGE_JSON = Path(__file__).resolve().parent.parent / "package.json"
+CDK_CLI_VERSION = json.loads(PACKAGE_JSON.read_text())["devDependencies"]["aws-cdk"]
+
+# CodeBuild standard 7.0 (Ubuntu 22.04) provides both runtimes the Makefile needs.
+RUNTIMES = codebuild.BuildSpec.from_object(
+    {"phases": {"install": {"runtime-versions": {"python": "3.11", "nodejs": "20"}}}}
+)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A post-deploy check: a shell test on one output of one of the stage's stacks."""
+
+    component: str  # the ClinicalAgentStage attribute holding the stack
+    output: str  # the id of the stack's CfnOutput
+    variable: str  # the environment variable the command reads it from
+    command: str
+
+
+# Checks whose stack or output a stage lacks are left out; the Data checks apply to every stage.
+HEALTH_CHECKS = (
+    HealthCheck("data", "KeyArn", "KEY_ARN",
+                's=$(aws kms describe-key --key-id "$KEY_ARN" --query KeyMetadata.KeyState --output text)'
+                ' && echo "data key: $s" && test "$s" = Enabled'),
+    HealthCheck("data", "DatasetsBucketName", "DATASETS_BUCKET",
+                'aws s3api head-bucket --bucket "$DATASETS_BUCKET" && echo "datasets bucket: reachable"'),
+    HealthCheck("inference", "EndpointName", "ENDPOINT_NAME",
+                's=$(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME"'
+                ' --query EndpointStatus --output text)'
+                ' && echo "endpoint $ENDPOINT_NAME: $s" && test "$s" = InService'),
+    HealthCheck("agent", "RuntimeArn", "AGENT_RUNTIME_ARN",
+                's=$(aws bedrock-agentcore-control get-agent-runtime'
+                ' --agent-runtime-id "${AGENT_RUNTIME_ARN##*/}" --query status --output text)'
+                ' && echo "agent runtime: $s" && test "$s" = READY'),
+)
+
+
+def bootstrap_role_arn(kind: str, settings: EnvironmentSettings, partition: str = "aws") -> str:
+    """The ARN of a CDK bootstrap role (``deploy``, ``lookup``, ...) of the environment's account and region."""
+    account, qualifier = settings.account, DefaultStackSynthesizer.DEFAULT_QUALIFIER
+    return f"arn:{partition}:iam::{account}:role/cdk-{qualifier}-{kind}-role-{account}-{settings.region}"
+
+
+def _output(stage: ClinicalAgentStage, check: HealthCheck) -> CfnOutput | None:
+    """The check's output in this stage, or None where the stage has no such stack (yet) or output."""
+    stack = getattr(stage, check.component, None)
+    output = stack.node.try_find_child(check.output) if stack is not None else None
+    return output if isinstance(output, CfnOutput) else None
+
+
+class DeliveryStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        settings: DeliverySettings,
+        environments: list[EnvironmentSettings],
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, id, env=Environment(account=settings.account, region=settings.region), **kwargs)
+        Tags.of(self).add("project", "clinical-agent")
+        Tags.of(self).add("environment", "tooling")
+
+        # Our own key and artifact bucket instead of the default that cross_account_keys=True creates: the same
+        # KMS-encrypted bucket whose key trusts the target accounts' deploy roles, plus versioning, access logging
+        # and retention (CDK accepts a bucket with a key for cross-account actions).
+        self.key = kms.Key(
+            self,
+            "Key",
+            alias="alias/clinical-agent/delivery",
+            description="Clinical agent delivery pipeline: artifacts and build logs",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={"ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": f"arn:{self.partition}:logs:{self.region}:{self.account}:*"
+                }},
+            )
+        )
+        access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,  # log delivery supports only SSE-S3
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            enforce_ssl=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(settings.log_retention_days))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        compliance.acknowledge(access_logs, *compliance.ACCESS_LOG_BUCKET)
+        self.artifact_bucket = secure_bucket(
+            self,
+            "Artifacts",
+            key=self.key,
+            access_logs=access_logs,
+            destroy=False,
+            noncurrent_version_days=settings.artifact_noncurrent_version_days,
+        )
+        build_logs = encrypted_log_group(
+            self, "BuildLogs", key=self.key, retention_days=settings.log_retention_days, destroy=False
+        )
+
+        source = pipelines.CodePipelineSource.connection(
+            settings.repository, settings.branch, connection_arn=settings.connection_arn
+        )
+        synth = pipelines.CodeBuildStep(
+            "Synth",
+            input=source,
+            commands=["make test", "make synth"],  # the Makefile installs everything; a failed test stops here
+            primary_output_directory="cdk.out",
+        )
+        self.pipeline = pipelines.CodePipeline(
+            self,
+            "Pipeline",
+            pipeline_name=settings.pipeline_name,
+            synth=synth,
+            artifact_bucket=self.artifact_bucket,
+            # Still needed: an environment in another region gets a replication bucket, keyed (and rotated) by this.
+            cross_account_keys=True,
+            enable_key_rotation=True,
+            cli_version=CDK_CLI_VERSION,
+            publish_assets_in_parallel=False,
+            code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0),
+                partial_build_spec=RUNTIMES,
+                logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=build_logs)),
+            ),
+            synth_code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(compute_type=codebuild.ComputeType.LARGE),
+                timeout=Duration.hours(2),  # make test trains tiny models on CPU
+            ),
+        )
+
+        self.stages: dict[str, ClinicalAgentStage] = {}
+        for env in environments:
+            stage = ClinicalAgentStage(self, env.stage_id, settings=env)
+            self.stages[env.name] = stage
+            self.pipeline.add_stage(
+                stage,
+                pre=self._approval(stage, synth) if env.name in settings.approval_before else None,
+                post=[self._health(stage)] if settings.smoke_checks else None,
+            )
+        self.pipeline.build_pipeline()
+        compliance.acknowledge(self.pipeline, *compliance.DELIVERY, *compliance.delivery_pipeline(self.pipeline))
+        # Environments in another region: CodePipeline's support stack there holds a replication bucket.
+        for support in self.pipeline.pipeline.cross_region_support.values():
+            compliance.acknowledge(support.replication_bucket, *compliance.DELIVERY_REPLICATION_BUCKET)
+
+    def _assume(self, env: EnvironmentSettings) -> iam.PolicyStatement:
+        lookup = bootstrap_role_arn("lookup", env, self.partition)
+        return iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[lookup])
+
+    def _approval(self, stage: ClinicalAgentStage, synth: pipelines.IFileSetProducer) -> list[pipelines.Step]:
+        """An audit diff of the exact assembly against the live stacks, then the manual approval that reads it."""
+        env = stage.settings
+        diff = pipelines.CodeBuildStep(
+            "AuditDiff",
+            input=synth,  # cdk.out
+            commands=[
+                f'npx --yes aws-cdk@{CDK_CLI_VERSION} diff --app . --method template "{stage.node.path}/*"'
+            ],
+            role_policy_statements=[self._assume(env)],  # the CLI reads the live templates through the lookup role
+        )
+        approve = pipelines.ManualApprovalStep(
+            "Approve",
+            comment=f"Promote to {env.name} ({env.account}, {env.region})? Read the AuditDiff action's log first: "
+            f"it is `cdk diff` of this exact assembly against the live {env.name} stacks.",
+        )
+        approve.add_step_dependency(diff)
+        return [diff, approve]
+
+    def _health(self, stage: ClinicalAgentStage) -> pipelines.Step:
+        """Post-deploy checks, run in the tooling account as the target's read-only CDK lookup role."""
+        env = stage.settings
+        checks = [(c, out) for c in HEALTH_CHECKS if (out := _output(stage, c)) is not None]
+        return pipelines.CodeBuildStep(
+            "HealthCheck",
+            env_from_cfn_outputs={c.variable: out for c, out in checks},
+            commands=[
+                f"aws configure set profile.target.role_arn {bootstrap_role_arn('lookup', env, self.partition)}",
+                "aws configure set profile.target.credential_source EcsContainer",
+                f"aws configure set profile.target.region {env.region}",
+                "export AWS_PROFILE=target",
+                *(c.command for c, _ in checks),
+            ],
+            role_policy_statements=[self._assume(env)],
+        )
