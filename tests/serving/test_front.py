@@ -158,3 +158,21 @@ def test_adapter_in_a_single_subdirectory_is_found(front, tiny_adapters, tmp_pat
         assert invoke(front.url, "nested").status_code == 200
     finally:
         httpx.delete(f"{front.url}/adapters/nested")
+
+
+def test_prompts_stay_out_of_logs_even_at_debug_level(model_backend, tiny_model, tiny_adapters, tmp_path):
+    marker = "SYNTHETIC-PATIENT-7f3a"
+    port = free_port()
+    front = Server(front_cmd(port, model_backend.url, str(tiny_model)), port, log=tmp_path / "front.log",
+                   env={"LOG_LEVEL": "DEBUG", "SAGEMAKER_CONTAINER_LOG_LEVEL": "DEBUG"})
+    try:
+        front.wait_ready("/ping")
+        assert load(front.url, "private", tiny_adapters["clinical"]).status_code == 200
+        body = {**CHAT, "messages": [{"role": "user", "content": f"{marker} has a fever"}]}
+        assert invoke(front.url, "private", body).status_code == 200
+        assert invoke(front.url, None, body).status_code == 200
+        assert httpx.delete(f"{front.url}/adapters/private").status_code == 200
+    finally:
+        front.stop()
+    assert "private" in front.output()  # the log is there, and names the adapter
+    assert marker not in front.output() and marker not in model_backend.output()
