@@ -282,7 +282,9 @@ class AgentSettings(_Model):
     # Off by default: prompts and patient fields stay out of traces and logs.
     record_prompts: bool = False
     seed_patients: bool = False
-    patient_table: str = "patients"
+    # How many synthetic patients (P-000001...) seeding writes, one PutItem each.
+    seed_patient_count: int = Field(10, ge=1, le=25)
+    patient_table: str = Field("patients", pattern=r"^[a-zA-Z0-9_.-]{3,200}$")
 
 
 class EnvironmentSettings(_Model):

@@ -1,0 +1,211 @@
+"""AgentStack: the patient table (synthetic patients seeded in dev), the AgentCore runtime and its endpoint.
+
+The runtime runs ``agent/`` as direct code (an S3 zip built with pip for linux/arm64; see
+stacks/constructs/agent_package.py), authenticates callers with IAM, and runs under a role that can only
+invoke the agent's model on the endpoint, read the patient table, write reports under ``reports/``,
+use the environment key for those two, and write its logs and traces.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aws_cdk import ArnFormat, CfnOutput, Stack, Token
+from aws_cdk import aws_bedrockagentcore as agentcore
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from agent.patients import synthetic_patients
+from stacks import compliance
+from stacks.constructs.agent_package import agent_code_artifact
+from stacks.constructs.log_group import encrypted_log_group
+from stacks.constructs.patient_table import SeedItems, patient_table
+from stacks.settings import PROTECTED_ENVIRONMENTS, ConfigError, EnvironmentSettings
+
+ENDPOINT_NAME = "live"  # the runtime endpoint this stack manages; it follows the deployed runtime version
+REPORTS_PREFIX = "reports/"
+SEED_PROVIDER_ID = "AWS679f53fac002430cb0da5b7982bd2287"  # the singleton function of CDK's AwsCustomResource
+# MLflow calls that tracing needs (experiment lookup/creation, traces); nothing that reads or deletes runs.
+MLFLOW_ACTIONS = [
+    "sagemaker-mlflow:CreateExperiment",
+    "sagemaker-mlflow:GetExperiment",
+    "sagemaker-mlflow:GetExperimentByName",
+    "sagemaker-mlflow:StartTrace",
+    "sagemaker-mlflow:EndTrace",
+    "sagemaker-mlflow:SetTraceTag",
+]
+
+
+def runtime_name(settings: EnvironmentSettings) -> str:
+    """``<agent.runtime_name>_<environment>``: AgentCore names allow letters, digits and underscores only."""
+    name = f"{settings.agent.runtime_name}_{re.sub(r'[^A-Za-z0-9]', '_', settings.name)}"
+    if len(name) > 48:
+        raise ConfigError(
+            f"invalid configuration for environment '{settings.name}':\n  agent.runtime_name: "
+            f"'{name}' (runtime name + '_' + environment) is longer than AgentCore's 48 characters"
+        )
+    return name
+
+
+class AgentStack(Stack):
+    """Attributes for other stacks: ``table``, ``runtime`` (its ``role``), ``endpoint``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        settings: EnvironmentSettings,
+        key: kms.IKey,
+        reports_bucket: s3.IBucket,
+        endpoint_name: str,
+        inference_component: str,
+        mlflow_arn: str | None = None,
+        mlflow_tracking_uri: str | None = None,
+        vpc: ec2.IVpc | None = None,
+        subnets: ec2.SubnetSelection | None = None,
+        security_group: ec2.ISecurityGroup | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        agent = settings.agent
+        if agent.seed_patients and settings.name in PROTECTED_ENVIRONMENTS:
+            raise ConfigError(
+                f"invalid configuration for environment '{settings.name}':\n  agent.seed_patients: "
+                f"synthetic patients are seeded only in development, never in {', '.join(PROTECTED_ENVIRONMENTS)}"
+            )
+
+        self.table = patient_table(
+            self, "Patients", table_name=f"{agent.patient_table}-{settings.name}", key=key, destroy=settings.destroy
+        )
+        compliance.acknowledge(self.table, *compliance.PATIENT_TABLE)
+        if agent.seed_patients:
+            seed_logs = self._log_group("SeedLogs", settings, key)
+            seed = SeedItems(
+                self,
+                "SyntheticPatients",
+                table=self.table,
+                key=key,
+                items=synthetic_patients(agent.seed_patient_count),
+                log_group=seed_logs,
+            )
+            compliance.acknowledge(self.node.find_child(SEED_PROVIDER_ID), *compliance.AGENT_SEED_PROVIDER)
+            compliance.acknowledge_wildcard_resources(seed.role, [seed_logs.log_group_arn], compliance.AGENT_SEED_LOGS)
+
+        environment = {
+            "AWS_REGION": self.region,
+            "SAGEMAKER_ENDPOINT_NAME": endpoint_name,
+            "SAGEMAKER_INFERENCE_COMPONENT": inference_component,
+            "MODEL_MAX_TOKENS": str(agent.max_tokens),
+            "MODEL_TEMPERATURE": str(agent.temperature),
+            "PATIENT_TABLE": self.table.table_name,
+            "REPORTS_BUCKET": reports_bucket.bucket_name,
+            "REPORTS_KMS_KEY_ID": key.key_arn,
+            "RECORD_PROMPTS": str(agent.record_prompts).lower(),
+            "MLFLOW_EXPERIMENT_NAME": settings.mlflow.experiment,
+        }
+        if mlflow_tracking_uri:
+            environment["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+
+        self.runtime = agentcore.Runtime(
+            self,
+            "Runtime",
+            runtime_name=runtime_name(settings),
+            description=f"Clinical diagnosis agent ({settings.name})",
+            agent_runtime_artifact=agent_code_artifact(),
+            authorizer_configuration=agentcore.RuntimeAuthorizerConfiguration.using_iam(),
+            network_configuration=(
+                agentcore.RuntimeNetworkConfiguration.using_vpc(
+                    self, vpc=vpc, vpc_subnets=subnets, security_groups=[security_group] if security_group else None
+                )
+                if vpc is not None
+                else agentcore.RuntimeNetworkConfiguration.using_public_network()
+            ),
+            environment_variables=environment,
+            tracing_enabled=True,  # AgentCore observability (X-Ray); the agent redacts content unless allowed
+        )
+        self.endpoint = self.runtime.add_endpoint(
+            ENDPOINT_NAME, version=self.runtime.agent_runtime_version, description=f"Clinical agent ({settings.name})"
+        )
+        # The service writes each endpoint's stdout to these groups; created here so they are encrypted and expire.
+        for endpoint in ("DEFAULT", ENDPOINT_NAME):
+            self._log_group(
+                f"{endpoint.capitalize()}EndpointLogs",
+                settings,
+                key,
+                name=f"/aws/bedrock-agentcore/runtimes/{self.runtime.agent_runtime_id}-{endpoint}",
+            )
+
+        self._grant(
+            endpoint_name=endpoint_name,
+            inference_component=inference_component,
+            table_arn=self.table.table_arn,
+            reports=reports_bucket.arn_for_objects(f"{REPORTS_PREFIX}*"),
+            key=key,
+            mlflow_arn=mlflow_arn,
+        )
+
+        for name, value in {
+            "RuntimeArn": self.runtime.agent_runtime_arn,
+            "RuntimeEndpointArn": self.endpoint.agent_runtime_endpoint_arn,
+            "PatientTableName": self.table.table_name,
+        }.items():
+            CfnOutput(self, name, value=value)
+
+    def _log_group(self, id: str, settings: EnvironmentSettings, key: kms.IKey, name: str | None = None):
+        return encrypted_log_group(
+            self, id, key=key, retention_days=settings.log_retention_days, destroy=settings.destroy, name=name
+        )
+
+    def _grant(
+        self,
+        *,
+        endpoint_name: str,
+        inference_component: str,
+        table_arn: str,
+        reports: str,
+        key: kms.IKey,
+        mlflow_arn: str | None,
+    ) -> None:
+        def sagemaker_arn(resource: str, name: str) -> str:
+            # SageMaker lower-cases names in its ARNs.
+            return self.format_arn(
+                service="sagemaker",
+                resource=resource,
+                resource_name=name if Token.is_unresolved(name) else name.lower(),
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            )
+
+        statements = [
+            iam.PolicyStatement(
+                sid="InvokeAgentModel",
+                actions=["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
+                resources=[
+                    sagemaker_arn("endpoint", endpoint_name),
+                    sagemaker_arn("inference-component", inference_component),
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ReadPatients", actions=["dynamodb:GetItem", "dynamodb:Query"], resources=[table_arn]
+            ),
+            iam.PolicyStatement(sid="WriteReports", actions=["s3:PutObject"], resources=[reports]),
+            iam.PolicyStatement(
+                sid="UseDataKeyForTableAndReports",
+                actions=["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+                resources=[key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": [f"dynamodb.{self.region}.amazonaws.com", f"s3.{self.region}.amazonaws.com"]
+                    }
+                },
+            ),
+        ]
+        if mlflow_arn:
+            statements.append(iam.PolicyStatement(sid="TraceToMlflow", actions=MLFLOW_ACTIONS, resources=[mlflow_arn]))
+        for statement in statements:
+            self.runtime.add_to_role_policy(statement)
+        compliance.acknowledge(self.runtime.role, *compliance.agent_runtime_role(self))
+        compliance.acknowledge_wildcard_resources(self.runtime.role, [reports], compliance.AGENT_REPORTS_PREFIX)
