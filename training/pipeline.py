@@ -35,11 +35,22 @@ EVALUATION_FILE = "evaluation.json"
 ACCURACY_PATH = "multiclass_classification_metrics.accuracy.value"
 CODE_DIR = "/opt/ml/processing/input/code"
 
-# The SDK insists on resolving anything that does not look like a role ARN through IAM, and a
-# CloudFormation token does not. It builds with this stand-in, replaced in the final JSON.
-_ROLE_STAND_IN = "arn:aws:iam::000000000000:role/build-definition-role-stand-in"
-# No telemetry (the SDK would call STS and an S3 endpoint) and no user config files (they could
-# inject tags, keys or buckets into the definition).
+# Inputs that may be CloudFormation tokens (``${Token[...]}``), which the SDK would choke on (it
+# parses S3 URIs, resolves names that are not role ARNs through IAM): the definition is built with
+# these parseable stand-ins, each replaced by the caller's exact string in the final JSON.
+_STAND_INS = {
+    "role_arn": "arn:aws:iam::000000000000:role/standin-role",
+    "source_uri": "s3://standin-source/standin-source.tar.gz",
+    "dataset_uri": "s3://standin-dataset/standin-dataset/",
+    "output_uri": "s3://standin-output/standin-output",
+    "checkpoint_uri": "s3://standin-checkpoint/standin-checkpoint",
+    "mlflow_arn": "arn:aws:sagemaker:us-east-1:000000000000:mlflow-app/standin-mlflow",
+    "kms_key_arn": "arn:aws:kms:us-east-1:000000000000:key/standin-kms",
+    "training_image": "000000000000.dkr.ecr.us-east-1.amazonaws.com/standin-training:0",
+    "processing_image": "000000000000.dkr.ecr.us-east-1.amazonaws.com/standin-processing:0",
+}
+_MARK = "standin-"
+# Given to the session so that it loads no config file (user defaults must not reach the definition).
 _SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
@@ -56,8 +67,9 @@ def _unpack_and_run(program: str, install: bool) -> list[str]:
 
 @contextlib.contextmanager
 def _sdk_environment(region: str) -> Iterator[None]:
-    """Environment the SDK reads at import and build time; restored afterwards."""
-    wanted = {"AWS_DEFAULT_REGION": region, "SAGEMAKER_VALIDATE_ROLE": "false"}
+    """Environment the SDK reads at import and build time; restored afterwards. Importing the SDK
+    creates boto3 clients, whose credential lookup would query the EC2 metadata endpoint."""
+    wanted = {"AWS_DEFAULT_REGION": region, "SAGEMAKER_VALIDATE_ROLE": "false", "AWS_EC2_METADATA_DISABLED": "true"}
     saved = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
     try:
@@ -81,9 +93,53 @@ def build_definition(*, pipeline_name: str, role_arn: str, source_uri: str, regi
                      subnets: list[str] | None = None, security_group_ids: list[str] | None = None,
                      model_card_content: str | None = None) -> str:
     """JSON pipeline definition (string) ready for CfnPipeline.PipelineDefinitionBody."""
-    with _sdk_environment(region):
-        definition = _build(**{k: v for k, v in locals().items()})
-    return definition.replace(_ROLE_STAND_IN, json.dumps(role_arn)[1:-1])
+    given = dict(locals())
+    if not isinstance(training_instance_count, int) or training_instance_count < 1:
+        raise ValueError(f"training_instance_count must be a positive integer, got {training_instance_count!r}")
+    if not isinstance(max_runtime_seconds, int) or max_runtime_seconds < 1:
+        raise ValueError(f"max_runtime_seconds must be a positive integer, got {max_runtime_seconds!r}")
+    if bool(subnets) != bool(security_group_ids):
+        raise ValueError("subnets and security_group_ids go together: give both or neither")
+    real: dict[str, str] = {}  # stand-in -> the caller's string
+    for name, stand_in in _STAND_INS.items():
+        if given[name] is not None:
+            real[stand_in] = given[name]
+            given[name] = stand_in
+    for name, prefix in (("subnets", "subnet-"), ("security_group_ids", "sg-")):
+        stand_ins = [f"{prefix}{_MARK}{i:03d}" for i in range(len(given[name] or []))]
+        real.update(zip(stand_ins, given[name] or []))
+        given[name] = stand_ins or None
+    with _sdk_environment(region), _quiet_offline_sdk():
+        definition = _build(**given)
+    for stand_in, value in sorted(real.items(), key=lambda kv: -len(kv[0])):
+        definition = definition.replace(stand_in, json.dumps(value)[1:-1])
+    if _MARK in definition:
+        at = definition.index(_MARK)
+        raise RuntimeError(f"the SDK altered an input it was given: {definition[max(0, at - 80):at + 40]!r}")
+    return definition
+
+
+@contextlib.contextmanager
+def _quiet_offline_sdk() -> Iterator[None]:
+    """The SDK reports every decorated call to an AWS endpoint (STS + HTTPS) unless opted out in a
+    config, and the build keeps no config (see _build): the sender is switched off. Its notes
+    ('No Job being started', 'Popping out TrainingJobName') are silenced: logs below ERROR are off
+    while it builds."""
+    import logging
+    import warnings
+    from unittest import mock
+
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        from sagemaker.core.telemetry import telemetry_logging
+
+        with mock.patch.object(telemetry_logging, "_send_telemetry_request", lambda *a, **k: None), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+            yield
+    finally:
+        logging.disable(disabled)
 
 
 def _build(**a) -> str:
@@ -119,10 +175,10 @@ def _build(**a) -> str:
         def default_bucket(self):  # the definition names every location itself
             raise RuntimeError("the pipeline builder must not need a default bucket")
 
-        def expand_role(self, role):
-            return role
-
+    # Emptied once built: the SDK re-validates a non-empty config against its JSON schema on every
+    # lookup (~0.5 s each, dozens per build).
     session = _OfflineSession(boto_session=boto3.Session(region_name=a["region"]), sagemaker_config=_SDK_CONFIG)
+    session.sagemaker_config = {}
 
     p = {
         "base_model": ParameterString("BaseModelId", default_value=a["base_model_id"]),
@@ -161,11 +217,11 @@ def _build(**a) -> str:
             interval_seconds=10, backoff_rate=2.0, max_attempts=5),
     ]
 
-    def processor(instance_type, program: str, install: bool) -> Processor:
+    def processor(instance_type, program: str, install: bool, environment: dict | None = None) -> Processor:
         return Processor(
-            role=_ROLE_STAND_IN, image_uri=a["processing_image"], instance_count=1, instance_type=instance_type,
+            role=a["role_arn"], image_uri=a["processing_image"], instance_count=1, instance_type=instance_type,
             entrypoint=_unpack_and_run(program, install), volume_kms_key=kms, output_kms_key=kms,
-            max_runtime_in_seconds=a["max_runtime_seconds"], env=env, network_config=network,
+            max_runtime_in_seconds=a["max_runtime_seconds"], env=environment, network_config=network,
             base_job_name=program.removesuffix(".py"), sagemaker_session=session,
         )
 
@@ -184,8 +240,8 @@ def _build(**a) -> str:
         name=STEP_PREPROCESS,
         step_args=processor(p["preprocess_instance"], "preprocess.py", install=False).run(
             inputs=[code, s3_in("raw", p["dataset"], "/opt/ml/processing/input/data")],
-            outputs=[s3_out("train", "/opt/ml/processing/output/train", out(STEP_PREPROCESS, "train")),
-                     s3_out("test", "/opt/ml/processing/output/test", out(STEP_PREPROCESS, "test"))],
+            outputs=[s3_out(name, f"/opt/ml/processing/output/{name}", out(STEP_PREPROCESS, name))
+                     for name in ("train", "test", "report")],
             arguments=["--input-dir", "/opt/ml/processing/input/data",
                        "--output-dir", "/opt/ml/processing/output"],
         ),
@@ -199,7 +255,8 @@ def _build(**a) -> str:
         "sagemaker_program": "train.py",
         "sagemaker_submit_directory": a["source_uri"],
         "sagemaker_region": a["region"],
-        "sagemaker_torch_distributed_enabled": "true",
+        "sagemaker_torch_distributed_enabled": "true",  # torchrun on every GPU of every instance
+        "sagemaker_instance_type": p["training_instance"],
         "lora-rank": p["lora_rank"].to_string(),
         "lora-alpha": p["lora_alpha"].to_string(),
         "epochs": p["epochs"].to_string(),
@@ -211,7 +268,7 @@ def _build(**a) -> str:
     else:
         hyperparameters["base-model"] = p["base_model"]
     trainer = ModelTrainer(
-        training_image=a["training_image"], role=_ROLE_STAND_IN, sagemaker_session=session,
+        training_image=a["training_image"], role=a["role_arn"], sagemaker_session=session,
         base_job_name="finetune",
         compute=Compute(instance_type=p["training_instance"], instance_count=p["training_count"],
                         volume_size_in_gb=200, volume_kms_key_id=kms,
@@ -241,7 +298,7 @@ def _build(**a) -> str:
         base_arg = "/opt/ml/processing/base"
     evaluate = ProcessingStep(
         name=STEP_EVALUATE,
-        step_args=processor(p["evaluate_instance"], "evaluate.py", install=True).run(
+        step_args=processor(p["evaluate_instance"], "evaluate.py", install=True, environment=env).run(
             inputs=eval_inputs,
             outputs=[s3_out("evaluation", "/opt/ml/processing/evaluation", out(STEP_EVALUATE))],
             arguments=["--base-model", base_arg, "--model-dir", "/opt/ml/processing/model",
@@ -254,7 +311,7 @@ def _build(**a) -> str:
     accuracy = JsonGet(step_name=evaluate.name, property_file=report, json_path=ACCURACY_PATH)
 
     # -- Register | Fail ----------------------------------------------------------------------
-    builder = ModelBuilder(image_uri=a["training_image"], s3_model_data_url=adapter_uri, role_arn=_ROLE_STAND_IN,
+    builder = ModelBuilder(image_uri=a["training_image"], s3_model_data_url=adapter_uri, role_arn=a["role_arn"],
                            dependencies={},  # the default {"auto": True} uploads code
                            sagemaker_session=session)
     register = ModelStep(
