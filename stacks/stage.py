@@ -11,6 +11,7 @@ from constructs import Construct
 
 from stacks import compliance
 from stacks.data_stack import DataStack
+from stacks.inference_stack import InferenceStack
 from stacks.network_stack import NetworkStack
 from stacks.settings import EnvironmentSettings
 
@@ -34,6 +35,14 @@ class ClinicalAgentStage(Stage):
             if settings.network.enabled
             else None
         )
-        # <<inference>>
+        self.inference = InferenceStack(
+            self,
+            "Inference",
+            settings=settings,
+            key=self.data.key,
+            artifacts_bucket=self.data.artifacts_bucket,
+            network=self.network,
+            description=describe("inference: SGLang endpoint, inference components, autoscaling, alarms"),
+        )
         # <<mlops>>
         # <<agent>>
