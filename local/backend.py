@@ -163,7 +163,8 @@ class ModelGenerator:
         transformers.utils.logging.disable_progress_bar()
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.base = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        self._load_base = lambda: AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        self.base = self._load_base()
         self.model = self.base  # becomes a PeftModel with the first adapter
         eos = self.base.generation_config.eos_token_id
         self.eos_ids = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
@@ -175,7 +176,11 @@ class ModelGenerator:
         from peft import PeftModel
 
         if not self.adapters:
-            self.model = PeftModel.from_pretrained(self.base, path, adapter_name=name)
+            try:
+                self.model = PeftModel.from_pretrained(self.base, path, adapter_name=name)
+            except Exception:
+                self.base = self.model = self._load_base()  # a failed load can leave LoRA layers behind
+                raise
         else:
             try:
                 self.model.load_adapter(path, adapter_name=name)

@@ -94,7 +94,7 @@ def test_max_tokens_and_temperature_are_honoured(model_backend):
     assert len(hot) > 1
 
 
-def test_adapters_load_select_by_model_name_and_unload(model_backend, tiny_model, tiny_adapters):
+def test_adapters_load_select_by_model_name_and_unload(model_backend, tiny_model, tiny_adapters, tmp_path):
     url = model_backend.url
     base = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=60).json()["choices"][0]["message"]["content"]
     r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "direct", "lora_path": str(tiny_adapters["triage"])})
@@ -109,8 +109,12 @@ def test_adapters_load_select_by_model_name_and_unload(model_backend, tiny_model
     assert r.status_code == 200 and "direct" not in r.json()["loaded_adapters"]
     r = httpx.post(f"{url}/unload_lora_adapter", json={"lora_name": "direct"})
     assert r.status_code == 400 and "direct is not loaded" in r.json()["error_message"]
-    r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "nowhere", "lora_path": str(tiny_model / "none")})
-    assert r.status_code == 400 and not r.json()["success"] and "nowhere" in r.json()["error_message"]
+    (tmp_path / "adapter_config.json").write_bytes((tiny_adapters["triage"] / "adapter_config.json").read_bytes())
+    r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "noweights", "lora_path": str(tmp_path)})
+    assert r.status_code == 400 and not r.json()["success"] and "noweights" in r.json()["error_message"]
+    r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "noweights", "lora_path": str(tiny_adapters["triage"])})
+    assert r.status_code == 200, r.text  # the failed load left nothing behind under that name
+    assert httpx.post(f"{url}/unload_lora_adapter", json={"lora_name": "noweights"}).status_code == 200
     after = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=60).json()["choices"][0]["message"]["content"]
     assert after == base
 
