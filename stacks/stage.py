@@ -10,6 +10,7 @@ from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
 from stacks import compliance
+from stacks.agent_stack import AgentStack
 from stacks.data_stack import DataStack
 from stacks.inference_stack import InferenceStack
 from stacks.network_stack import NetworkStack
@@ -45,4 +46,17 @@ class ClinicalAgentStage(Stage):
             description=describe("inference: SGLang endpoint, inference components, autoscaling, alarms"),
         )
         # <<mlops>>
-        # <<agent>>
+        self.agent = AgentStack(
+            self,
+            "Agent",
+            settings=settings,
+            key=self.data.key,
+            reports_bucket=self.data.reports_bucket,
+            endpoint_name=self.inference.endpoint_name,
+            inference_component=settings.agent_model,
+            vpc=self.network.vpc if self.network else None,
+            subnets=self.network.subnets if self.network else None,
+            security_group=self.network.agent_sg if self.network else None,
+            description=describe("agent"),
+        )
+        self.agent.add_stack_dependency(self.inference)  # the endpoint exists before the agent calls it

@@ -38,7 +38,7 @@ from agent.app import main
 
 main(["--host", "0.0.0.0", "--port", "8080"])
 '''
-_SKIP = re.compile(r"(^|/)(__pycache__|\.pytest_cache)(/|$)|\.py[co]$")
+_SKIP = re.compile(r"(^|/)(__pycache__|\.[^/]*)(/|$)|\.py[co]$")  # caches, hidden files and folders
 
 
 class PackagingError(RuntimeError):
