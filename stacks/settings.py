@@ -80,26 +80,41 @@ class DataSettings(_Model):
     access_log_retention_days: int = Field(365, ge=1)
 
 
+# An S3 key prefix of ours: relative, no leading or trailing "/" needed (both are stripped).
+Prefix = Annotated[str, Field(pattern=r"^/?[\w.=-]+(/[\w.=-]+)*/?$")]
+# A framework image in ECR, pinned by tag or digest (per region: no synth-time lookups).
+EcrImage = Annotated[str, Field(pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")]
+
+
 class MlflowSettings(_Model):
+    # serverless: the MLflow App (no charge when idle, minutes to create); tracking_server: sized, 25-35 min to create.
     kind: Literal["serverless", "tracking_server"] = "serverless"
+    name: ResourceName = "clinical-agent"  # the MLflow App's or tracking server's name
     tracking_server_size: Literal["Small", "Medium", "Large"] = "Small"
-    experiment: str = "clinical-diagnosis"
-    artifact_prefix: str = "mlflow"
+    experiment: str = Field("clinical-diagnosis", min_length=1)
+    artifact_prefix: Prefix = "mlflow"  # in the artifacts bucket; the MLflow role may use only this prefix
 
 
 class RegistrySettings(_Model):
     model_package_group: ResourceName = "clinical-diagnosis-llama"
-    # Accounts (e.g. staging and prod) allowed to describe and use the group's packages.
+    # Accounts (e.g. staging and prod) allowed to describe and use the group's packages and read their adapters.
     reader_accounts: list[Account] = []
+    model_card_name: ResourceName = "clinical-diagnosis-assistant"
     model_card_status: Literal["Draft", "PendingReview", "Approved", "Archived"] = "Draft"
     risk_rating: Literal["High", "Medium", "Low", "Unknown"] = "High"
+    # Approval -> deployment Lambda: 1 serializes deployments of the adapter component. Note that an account whose
+    # Lambda concurrency quota is 10 (new accounts) cannot reserve any: raise the quota first.
+    deploy_reserved_concurrency: int = Field(1, ge=1, le=10)
 
 
 class TrainingSettings(_Model):
+    pipeline_name: ResourceName = "clinical-diagnosis-finetune"
     base_model_id: str = "meta-llama/Llama-3.2-3B-Instruct"
     # Framework images are per region: set them here (no synth-time lookups).
-    training_image: str
-    processing_image: str
+    training_image: EcrImage
+    processing_image: EcrImage
+    dataset_prefix: Prefix = "clinical/raw"  # in the datasets bucket; the pipeline reads only this prefix
+    checkpoint_prefix: Prefix = "checkpoints"  # in the artifacts bucket (+ /<pipeline_name>)
     preprocess_instance_type: str = "ml.m5.xlarge"
     training_instance_type: str = "ml.g5.2xlarge"
     training_instance_count: int = Field(1, ge=1)
