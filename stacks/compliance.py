@@ -7,11 +7,14 @@ construct it is about with :func:`acknowledge`, so a reason is never written twi
 
 from __future__ import annotations
 
+import fnmatch
+import json
 from dataclasses import dataclass
 
+import jsii
 from aws_cdk import Acknowledgment, App, Validations
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
-from constructs import IConstruct
+from constructs import IConstruct, IValidation
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,102 @@ AVAILABILITY_ZONES = (
 )
 
 # --- mlops ------------------------------------------------------------------------------------
+
+# IAM5 findings name each wildcard with its resource flattened as cdk-nag does, cross-stack references
+# included (known only once references are resolved). acknowledge_wildcards() matches them then, against
+# glob patterns written next to the grants ("*" = any text, "[*]" = a literal "*"): a wildcard that no
+# pattern expects still fails synth.
+
+def acknowledge_wildcards(construct: IConstruct, reason: str, *patterns: str) -> None:
+    """Acknowledge AwsSolutions-IAM5 findings of the IAM policies under ``construct`` that match ``patterns``."""
+    construct.node.add_validation(_WildcardAcks(construct, reason, patterns))
+
+
+def iam5_findings(policy_document: dict) -> list[str]:
+    """cdk-nag's IAM5 findings of a resolved policy document: 'Action::<a>' and 'Resource::<flattened>'."""
+    found: dict[str, None] = {}
+    for st in policy_document.get("Statement", []):
+        if st.get("Effect") != "Allow":
+            continue
+        for action in _as_list(st.get("Action")):
+            if "*" in action:
+                found[f"Action::{action}"] = None
+        for resource in map(_flatten, _as_list(st.get("Resource"))):
+            if "*" in resource:
+                found[f"Resource::{resource}"] = None
+    return list(found)
+
+
+def _as_list(v) -> list:
+    return v if isinstance(v, list) else [] if v is None else [v]
+
+
+def _flatten(node) -> str:
+    """cdk-nag's flattenCfnReference."""
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if isinstance(node, dict) and "Fn::Join" in node:
+        delimiter, items = node["Fn::Join"]
+        return delimiter.join(_flatten(i) for i in items)
+    if isinstance(node, dict) and "Fn::Sub" in node:
+        return _flatten(node["Fn::Sub"])
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        resource, attribute = node["Fn::GetAtt"]
+        return f"<{_flatten(resource)}.{_flatten(attribute)}>"
+    if isinstance(node, dict) and "Fn::ImportValue" in node:
+        return _flatten(node["Fn::ImportValue"])
+    if isinstance(node, dict) and "Ref" in node:
+        return f"<{_flatten(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))
+
+
+@jsii.implements(IValidation)
+class _WildcardAcks:
+    def __init__(self, scope: IConstruct, reason: str, patterns: tuple[str, ...]) -> None:
+        self.scope, self.reason, self.patterns = scope, reason, patterns
+
+    def validate(self) -> list[str]:  # runs after references are resolved, before the packs
+        from aws_cdk import Stack
+        from aws_cdk import aws_iam as iam
+
+        for node in self.scope.node.find_all():
+            if isinstance(node, iam.CfnPolicy):
+                documents = [node.policy_document]
+            elif isinstance(node, iam.CfnRole):
+                documents = [p.policy_document for p in Stack.of(node).resolve(node.policies) or []]
+            else:
+                continue
+            for document in documents:
+                for finding in iam5_findings(Stack.of(node).resolve(document)):
+                    if any(fnmatch.fnmatchcase(finding, p) for p in self.patterns):
+                        acknowledge(node, Ack(f"AwsSolutions-IAM5[{finding}]", self.reason))
+        return []
+
+
+MLFLOW_ROLE = ("The MLflow service role's wildcards are the object keys under its own artifact prefix; listing is "
+               "conditioned on that prefix and KMS is Decrypt/GenerateDataKey on the environment's key.")
+
+PIPELINE_ROLE = (
+    "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the datasets "
+    "prefix (read) and the pipeline's output and checkpoint prefixes (write); processing-job/pipelines-* and "
+    "training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the versions of "
+    "this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
+    "sagemaker-mlflow:* on this environment's one MLflow ARN (the tracking API is one namespace); "
+    "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace condition /aws/sagemaker/*) and the "
+    "network-interface actions of jobs in the VPC have no resource-level permissions.")
+
+DEPLOY_ADAPTER_ROLE = (
+    "DescribeModelPackage on the versions of this environment's one model package group (created at run time); X-Ray "
+    "PutTraceSegments/PutTelemetryRecords and, in a VPC, Lambda's network-interface actions have no resource-level "
+    "permissions.")
+
+# Only where settings.network.enabled is false (dev): there is no VPC to attach the function to.
+DEPLOY_ADAPTER_NO_VPC = (
+    Ack("HIPAA.Security-LambdaInsideVPC",
+        "This environment has no VPC (settings.network.enabled is false). The function handles no patient data: it "
+        "reads a model package's metadata and updates one inference component through the SageMaker and DynamoDB "
+        "APIs. Environments with the network on run it in their private isolated subnets."),
+)
 
 # --- inference --------------------------------------------------------------------------------
 

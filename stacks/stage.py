@@ -13,6 +13,7 @@ from stacks import compliance
 from stacks.agent_stack import AgentStack
 from stacks.data_stack import DataStack
 from stacks.inference_stack import InferenceStack
+from stacks.mlops_stack import MlopsStack
 from stacks.network_stack import NetworkStack
 from stacks.settings import EnvironmentSettings
 
@@ -45,7 +46,20 @@ class ClinicalAgentStage(Stage):
             network=self.network,
             description=describe("inference: SGLang endpoint, inference components, autoscaling, alarms"),
         )
-        # <<mlops>>
+        self.mlops = MlopsStack(
+            self,
+            "Mlops",
+            settings=settings,
+            key=self.data.key,
+            datasets_bucket=self.data.datasets_bucket,
+            artifacts_bucket=self.data.artifacts_bucket,
+            network=self.network,
+            endpoint_name=self.inference.endpoint_name,
+            base_component_name=self.inference.base_component_names[settings.approved_adapter_base],
+            grant_manage_components=self.inference.grant_manage_components,
+            alarm_topic=self.inference.alarm_topic,
+            description=describe("MLOps: MLflow, registry, fine-tuning pipeline, approval to deployment"),
+        )
         self.agent = AgentStack(
             self,
             "Agent",
@@ -54,6 +68,8 @@ class ClinicalAgentStage(Stage):
             reports_bucket=self.data.reports_bucket,
             endpoint_name=self.inference.endpoint_name,
             inference_component=settings.agent_model,
+            mlflow_arn=self.mlops.mlflow_arn,
+            mlflow_tracking_uri=self.mlops.mlflow_tracking_uri,
             vpc=self.network.vpc if self.network else None,
             subnets=self.network.subnets if self.network else None,
             security_group=self.network.agent_sg if self.network else None,

@@ -1,0 +1,68 @@
+"""MLflow for one environment: the serverless MLflow App (default) or a managed tracking server.
+
+Artifacts go to the artifacts bucket under their own prefix; the service role may use only that
+prefix and the environment's key. ``arn`` is also the tracking URI (the sagemaker-mlflow plugin
+takes the ARN); ``grant_use(grantable)`` lets a role log runs, traces and models.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks.constructs.prefix_grants import grant_prefix
+
+
+class Mlflow(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        kind: Literal["serverless", "tracking_server"],
+        name: str,
+        bucket: s3.IBucket,
+        prefix: str,
+        key: kms.IKey,
+        tracking_server_size: str = "Small",
+    ) -> None:
+        super().__init__(scope, id)
+        self.kind = kind
+        prefix = prefix.strip("/")
+        self.role = iam.Role(
+            self, "Role",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"MLflow {name}: artifact store under s3://<artifacts>/{prefix}/ only",
+        )
+        grant_prefix(self.role, bucket, prefix, key=key, write=True)
+        store = f"s3://{bucket.bucket_name}/{prefix}"
+        if kind == "serverless":
+            app = sagemaker.CfnMlflowApp(
+                self, "App", name=name, artifact_store_uri=store, role_arn=self.role.role_arn,
+                model_registration_mode="AutoModelRegistrationDisabled",  # the pipeline registers models
+            )
+            self.arn = app.attr_arn
+            self.resource = app
+        elif kind == "tracking_server":
+            server = sagemaker.CfnMlflowTrackingServer(
+                self, "TrackingServer", tracking_server_name=name, artifact_store_uri=store,
+                role_arn=self.role.role_arn, tracking_server_size=tracking_server_size,
+                automatic_model_registration=False,
+            )
+            self.arn = server.attr_tracking_server_arn
+            self.resource = server
+        else:
+            raise ValueError(f"mlflow.kind: {kind!r} is neither 'serverless' nor 'tracking_server'")
+        self.resource.node.add_dependency(self.role)  # the role's policy must exist before the service uses it
+        self.tracking_uri = self.arn
+
+    def grant_use(self, grantable: iam.IGrantable) -> iam.Grant:
+        """Log and read experiments, runs, traces and models on this MLflow (its one ARN)."""
+        return iam.Grant.add_to_principal(
+            grantee=grantable, actions=["sagemaker-mlflow:*"], resource_arns=[self.arn],
+        )

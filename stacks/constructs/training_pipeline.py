@@ -1,0 +1,247 @@
+"""The fine-tuning SageMaker Pipeline: the training code as an asset, the definition, its execution role.
+
+The definition comes from ``training.pipeline.build_definition`` (SageMaker SDK classic steps, pure
+and offline). CloudFormation values (role ARN, bucket names, key, MLflow ARN, subnets) go in as
+placeholder literals and come out as ``${Name}`` variables of one ``Fn::Sub``, so the template is
+deterministic and readable. The role is the pipeline's and its jobs': it reads the datasets prefix
+and the code asset, writes only under the output and checkpoint prefixes, registers only in the
+model package group, and passes only itself, only to SageMaker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+from aws_cdk import ArnFormat, Fn, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from stacks.constructs.mlflow import Mlflow
+from stacks.constructs.model_registry import ModelRegistry
+from stacks.constructs.prefix_grants import grant_prefix
+from stacks.constructs.source_archive import source_archive_asset
+from stacks.settings import TrainingSettings
+
+TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
+# The body limit is CloudFormation's template size; beyond it the definition would have to go to S3.
+MAX_BODY_CHARS = 900_000
+_MARK = "cdkph"  # every placeholder contains it; none may survive substitution
+_IMAGE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@].+$")
+
+
+def substitute(definition: str, placeholders: dict[str, tuple[str, str]]) -> str:
+    """``definition`` as an ``Fn::Sub`` body: each placeholder literal → ``${Name}``; literal ``${`` escaped."""
+    body = definition.replace("${", "${!")
+    for name, (literal, _) in sorted(placeholders.items(), key=lambda kv: -len(kv[1][0])):
+        body = body.replace(literal, "${%s}" % name)
+    if _MARK in body:
+        raise RuntimeError(f"pipeline definition: a placeholder was altered by the builder and not substituted "
+                           f"(found {_MARK!r} near {body[max(0, body.index(_MARK) - 80):body.index(_MARK) + 40]!r})")
+    if len(body) > MAX_BODY_CHARS:
+        raise RuntimeError(f"pipeline definition: {len(body)} characters exceeds {MAX_BODY_CHARS}; "
+                           "store it in S3 (PipelineDefinitionS3Location) instead")
+    return body
+
+
+_DEFINITIONS: dict[str, str] = {}  # one build per distinct argument set per synth (stages repeat in the delivery app)
+
+
+@contextlib.contextmanager
+def _quiet_sdk() -> Iterator[None]:
+    """The SDK logs INFO lines and warnings on every build; synth output shows only its errors."""
+    logger = logging.getLogger("sagemaker")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def pipeline_definition(**kwargs: Any) -> str:
+    """``training.pipeline.build_definition(**kwargs)``, imported lazily (the SageMaker SDK takes seconds) and memoized."""
+    cache_key = json.dumps(kwargs, sort_keys=True)
+    if cache_key not in _DEFINITIONS:
+        from training.pipeline import build_definition
+
+        with _quiet_sdk():
+            _DEFINITIONS[cache_key] = build_definition(**kwargs)
+    return _DEFINITIONS[cache_key]
+
+
+def ecr_repository_arn(image: str, partition: str) -> str:
+    m = _IMAGE.match(image)
+    if not m:
+        raise ValueError(f"training image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)")
+    return f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repo']}"
+
+
+class TrainingPipeline(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        pipeline_name: str,
+        training: TrainingSettings,
+        datasets_bucket: s3.IBucket,
+        dataset_prefix: str,
+        artifacts_bucket: s3.IBucket,
+        output_prefix: str,
+        checkpoint_prefix: str,
+        key: kms.IKey,
+        registry: ModelRegistry,
+        mlflow: Mlflow,
+        mlflow_experiment: str,
+        model_card_content: dict[str, Any],
+        subnet_ids: list[str] | None = None,
+        security_group_ids: list[str] | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        self.pipeline_name = pipeline_name
+        dataset_prefix, output_prefix, checkpoint_prefix = (p.strip("/") for p in (dataset_prefix, output_prefix, checkpoint_prefix))
+        self.output_prefix = f"{output_prefix}/{pipeline_name}"
+        self.checkpoint_prefix = f"{checkpoint_prefix}/{pipeline_name}"
+        source = source_archive_asset(self, "Source", folder=TRAINING_DIR)
+
+        self.role = iam.Role(
+            self, "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"SageMaker Pipeline {pipeline_name} and its jobs",
+        )
+        vpc = bool(subnet_ids and security_group_ids)
+        self._grant(stack, training, source, datasets_bucket, dataset_prefix, artifacts_bucket, key, registry, mlflow,
+                    vpc=vpc)
+
+        ph: dict[str, tuple[str, str]] = {
+            "ExecutionRoleArn": (f"arn:aws:iam::000000000000:role/{_MARK}-pipeline-role", self.role.role_arn),
+            "SourceBucket": (f"{_MARK}-source-bucket", source.s3_bucket_name),
+            "SourceKey": (f"{_MARK}-source-key.tar.gz", source.s3_object_key),
+            "DatasetsBucket": (f"{_MARK}-datasets-bucket", datasets_bucket.bucket_name),
+            "ArtifactsBucket": (f"{_MARK}-artifacts-bucket", artifacts_bucket.bucket_name),
+            "KeyArn": (f"arn:aws:kms:{stack.region}:000000000000:key/{_MARK}-key", key.key_arn),
+            "MlflowArn": (f"arn:aws:sagemaker:{stack.region}:000000000000:mlflow-app/{_MARK}-mlflow", mlflow.arn),
+        }
+        if vpc:
+            ph |= {f"Subnet{i}": (f"subnet-{_MARK}{i:03d}", s) for i, s in enumerate(subnet_ids)}
+            ph |= {f"SecurityGroup{i}": (f"sg-{_MARK}{i:03d}", g) for i, g in enumerate(security_group_ids)}
+
+        def lit(name: str) -> str:
+            return ph[name][0]
+
+        definition = pipeline_definition(
+            pipeline_name=pipeline_name,
+            role_arn=lit("ExecutionRoleArn"),
+            source_uri=f"s3://{lit('SourceBucket')}/{lit('SourceKey')}",
+            region=stack.region,
+            dataset_uri=f"s3://{lit('DatasetsBucket')}/{dataset_prefix}/",
+            output_uri=f"s3://{lit('ArtifactsBucket')}/{self.output_prefix}",
+            checkpoint_uri=f"s3://{lit('ArtifactsBucket')}/{self.checkpoint_prefix}",
+            model_package_group=registry.group_name,
+            mlflow_arn=lit("MlflowArn"),
+            mlflow_experiment=mlflow_experiment,
+            training_image=training.training_image,
+            processing_image=training.processing_image,
+            base_model_id=training.base_model_id,
+            preprocess_instance_type=training.preprocess_instance_type,
+            training_instance_type=training.training_instance_type,
+            training_instance_count=training.training_instance_count,
+            evaluate_instance_type=training.evaluate_instance_type,
+            use_spot=training.use_spot,
+            max_runtime_seconds=training.max_runtime_seconds,
+            lora_rank=training.lora_rank,
+            lora_alpha=training.lora_alpha,
+            epochs=training.epochs,
+            learning_rate=training.learning_rate,
+            accuracy_threshold=training.accuracy_threshold,
+            kms_key_arn=lit("KeyArn"),
+            subnets=[lit(n) for n in ph if n.startswith("Subnet")] or None,
+            security_group_ids=[lit(n) for n in ph if n.startswith("SecurityGroup")] or None,
+            model_card_content=json.dumps(model_card_content, sort_keys=True),
+        )
+        used = {n: token for n, (literal, token) in ph.items() if literal in definition}
+        self.pipeline = sagemaker.CfnPipeline(
+            self, "Pipeline",
+            pipeline_name=pipeline_name,
+            pipeline_display_name=pipeline_name,
+            pipeline_description="Preprocess -> LoRA fine-tune -> evaluate -> quality gate -> register (pending approval)",
+            role_arn=self.role.role_arn,
+            pipeline_definition={"PipelineDefinitionBody": Fn.sub(substitute(definition, ph), used)},
+        )
+        self.pipeline.node.add_dependency(self.role)  # the role's policy must exist before an execution starts
+
+    def _grant(self, stack: Stack, training: TrainingSettings, source: s3_assets.Asset, datasets_bucket: s3.IBucket,
+               dataset_prefix: str, artifacts_bucket: s3.IBucket, key: kms.IKey, registry: ModelRegistry,
+               mlflow: Mlflow, *, vpc: bool) -> None:
+        role = self.role
+
+        def arn(service: str, resource: str, name: str, sep: str = "/") -> str:
+            return stack.format_arn(service=service, resource=resource, resource_name=name, arn_format=(
+                ArnFormat.COLON_RESOURCE_NAME if sep == ":" else ArnFormat.SLASH_RESOURCE_NAME))
+
+        role.add_to_policy(iam.PolicyStatement(
+            sid="RunPipelineJobs",
+            actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
+                     "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+                     "sagemaker:AddTags"],
+            resources=[arn("sagemaker", "processing-job", "pipelines-*"), arn("sagemaker", "training-job", "pipelines-*")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PassOnlyItselfToSageMaker", actions=["iam:PassRole"], resources=[role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ))
+        registry.grant_register(role)
+        mlflow.grant_use(role)
+
+        grant_prefix(role, datasets_bucket, dataset_prefix, key=key)
+        grant_prefix(role, artifacts_bucket, self.output_prefix, key=key, write=True)
+        grant_prefix(role, artifacts_bucket, self.checkpoint_prefix, key=key, write=True)
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ReadCodeAsset", actions=["s3:GetObject"],
+            resources=[f"arn:{stack.partition}:s3:::{source.s3_bucket_name}/{source.s3_object_key}"],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ListCodeAsset", actions=["s3:ListBucket"],
+            resources=[f"arn:{stack.partition}:s3:::{source.s3_bucket_name}"],
+            conditions={"StringLike": {"s3:prefix": [source.s3_object_key]}},
+        ))
+        # SageMaker encrypts job volumes with the key through grants for the jobs' instances.
+        key.grant(role, "kms:CreateGrant").principal_statement.add_condition(
+            "Bool", {"kms:GrantIsForAWSResource": True})
+
+        role.add_to_policy(iam.PolicyStatement(
+            sid="JobLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[arn("logs", "log-group", f"/aws/sagemaker/{kind}:*", ":") for kind in ("ProcessingJobs", "TrainingJobs")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PullJobImages", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            resources=sorted({ecr_repository_arn(i, stack.partition) for i in (training.training_image, training.processing_image)}),
+        ))
+        role.add_to_policy(iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        if vpc:
+            role.add_to_policy(iam.PolicyStatement(
+                sid="JobsInVpc",
+                actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+                         "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+                         "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
+                resources=["*"],
+            ))
+

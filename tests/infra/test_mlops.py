@@ -1,0 +1,326 @@
+"""MLOpsStack: MLflow per setting, registry readers, model card, pipeline definition and role, approval → deployment."""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Match
+
+from stacks import compliance
+from stacks.constructs.source_archive import archive_bytes
+from stacks.constructs.training_pipeline import substitute
+from stacks.settings import ConfigError, load_environment
+from tests.infra.conftest import ROOT, make_app, synth, template
+
+READERS = ["222222222222", "333333333333"]  # config/dev.yaml registry.reader_accounts
+
+
+def resources(stage, type_: str) -> dict:
+    return template(stage.mlops).find_resources(type_)
+
+
+def only(stage, type_: str) -> dict:
+    found = resources(stage, type_)
+    assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+    return next(iter(found.values()))["Properties"]
+
+
+def statements(stage, policy_type: str = "AWS::IAM::Policy", logical_prefix: str = "") -> list[dict]:
+    out = []
+    for logical_id, r in resources(stage, policy_type).items():
+        if logical_id.startswith(logical_prefix):
+            out += r["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def as_list(v) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def principals(statement: dict) -> list[str]:
+    return sorted(re.search(r"::(\d{12}):root", p).group(1) for p in as_list(statement["Principal"]["AWS"]))
+
+
+# --- MLflow ---------------------------------------------------------------------------------
+
+
+def test_mlflow_is_the_serverless_app_under_its_own_prefix_by_default(stages):
+    t = template(stages["dev"].mlops)
+    t.resource_count_is("AWS::SageMaker::MlflowTrackingServer", 0)
+    t.has_resource_properties("AWS::SageMaker::MlflowApp", {
+        "Name": "clinical-agent",
+        "ArtifactStoreUri": {"Fn::Join": ["", ["s3://", Match.any_value(), "/mlflow"]]},
+        "ModelRegistrationMode": "AutoModelRegistrationDisabled",
+    })
+    # The MLflow role may touch only objects under that prefix.
+    mlflow_objects = [s for s in statements(stages["dev"], logical_prefix="MlflowRole") if "s3:PutObject" in as_list(s["Action"])]
+    assert [json.dumps(s["Resource"]).endswith('/mlflow/*"]]}') for s in mlflow_objects] == [True]
+
+
+@pytest.fixture(scope="module")
+def tracking_server_stage(tmp_path_factory):
+    return synth(str(tmp_path_factory.mktemp("cdk.out")), environments="dev",
+                 **{"dev.mlflow.kind": "tracking_server", "dev.mlflow.tracking_server_size": "Medium"})["dev"]
+
+
+def test_tracking_server_setting_replaces_the_app_and_feeds_the_pipeline(tracking_server_stage):
+    t = template(tracking_server_stage.mlops)
+    t.resource_count_is("AWS::SageMaker::MlflowApp", 0)
+    server = t.find_resources("AWS::SageMaker::MlflowTrackingServer", {"Properties": {
+        "TrackingServerName": "clinical-agent", "TrackingServerSize": "Medium", "AutomaticModelRegistration": False}})
+    assert len(server) == 1
+    variables = only(tracking_server_stage, "AWS::SageMaker::Pipeline")["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"][1]
+    assert variables["MlflowArn"] == {"Fn::GetAtt": [next(iter(server)), "TrackingServerArn"]}
+
+
+def test_unknown_mlflow_kind_is_rejected_naming_the_field():
+    with pytest.raises(ConfigError, match=r"mlflow\.kind"):
+        load_environment("dev", overrides={"mlflow.kind": "managed"})
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+def test_model_package_group_policy_grants_exactly_the_reader_accounts(stages):
+    group = only(stages["dev"], "AWS::SageMaker::ModelPackageGroup")
+    assert group["ModelPackageGroupName"] == "clinical-diagnosis-llama"
+    policy = group["ModelPackageGroupPolicy"]["Statement"]
+    assert [principals(s) for s in policy] == [READERS, READERS]
+    actions = sorted(a for s in policy for a in as_list(s["Action"]))
+    assert actions == ["sagemaker:CreateModel", "sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup",
+                       "sagemaker:ListModelPackages"]
+    assert {s["Resource"].split(":", 5)[5] for s in policy} == {
+        "model-package-group/clinical-diagnosis-llama", "model-package/clinical-diagnosis-llama/*"}
+
+
+def test_reader_accounts_may_read_only_adapter_archives_and_decrypt_only_through_s3(stages):
+    data = template(stages["dev"].data)
+    bucket_grants = [s for r in data.find_resources("AWS::S3::BucketPolicy").values()
+                     for s in r["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "RegistryReadersGetAdapters"]
+    assert len(bucket_grants) == 1 and principals(bucket_grants[0]) == READERS
+    assert bucket_grants[0]["Action"] == "s3:GetObject"
+    assert bucket_grants[0]["Resource"]["Fn::Join"][1][-1] == "/pipeline/clinical-diagnosis-finetune/*/FineTune/*"
+    key = next(iter(data.find_resources("AWS::KMS::Key").values()))["Properties"]["KeyPolicy"]["Statement"]
+    decrypt = [s for s in key if s.get("Sid") == "RegistryReadersDecryptAdaptersThroughS3"]
+    assert len(decrypt) == 1 and principals(decrypt[0]) == READERS
+    assert decrypt[0]["Action"] == ["kms:Decrypt", "kms:DescribeKey"]
+    assert decrypt[0]["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
+
+
+def test_without_reader_accounts_nothing_is_shared(stages):
+    prod = stages["prod"]
+    assert "ModelPackageGroupPolicy" not in only(prod, "AWS::SageMaker::ModelPackageGroup")
+    data = json.dumps(template(prod.data).to_json())
+    assert "RegistryReaders" not in data
+
+
+def test_model_card_states_clinician_support_risk_and_limits_and_is_encrypted(stages):
+    for env, status in {"dev": "Draft", "staging": "PendingReview", "prod": "Approved"}.items():
+        card = only(stages[env], "AWS::SageMaker::ModelCard")
+        assert card["ModelCardStatus"] == status, env
+    card = only(stages["dev"], "AWS::SageMaker::ModelCard")
+    assert card["ModelCardName"] == "clinical-diagnosis-assistant"
+    assert "KmsKeyId" in card["SecurityConfig"]
+    content = card["Content"]
+    uses = content["IntendedUses"]
+    assert "clinicians" in uses["PurposeOfModel"] and "Not for autonomous diagnosis" in uses["IntendedUses"]
+    assert uses["RiskRating"] == "High" and uses["ExplanationsForRiskRating"]
+    assert "Llama-3.2-3B-Instruct" in content["ModelOverview"]["ModelDescription"]
+    assert "synthetic" in content["TrainingDetails"]["TrainingObservations"]
+    hyper = {h["Name"]: h["Value"] for h in content["TrainingDetails"]["TrainingJobDetails"]["UserProvidedHyperParameters"]}
+    assert hyper == {"lora_rank": "16", "lora_alpha": "32", "epochs": "1", "learning_rate": "0.0002"}
+    gate = content["EvaluationDetails"][0]["MetricGroups"][0]["MetricData"][0]
+    assert gate == {"Name": "accuracy_threshold", "Type": "number", "Value": 0.6}
+    assert content["AdditionalInformation"]["CaveatsAndRecommendations"]
+
+
+# --- pipeline -------------------------------------------------------------------------------
+
+
+def pipeline_body(stage) -> tuple[dict, dict]:
+    """The definition with each ${Var} replaced by a marker naming it, and the Fn::Sub variables."""
+    body, variables = only(stage, "AWS::SageMaker::Pipeline")["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    names = set(re.findall(r"\$\{(\w+)\}", body))
+    assert names == set(variables), "every ${Var} has a value and every value is used"
+    return json.loads(re.sub(r"\$\{(\w+)\}", r"<\1>", body)), variables
+
+
+def test_pipeline_definition_is_one_fn_sub_of_this_environments_resources(stages):
+    definition, variables = pipeline_body(stages["dev"])
+    assert variables["ExecutionRoleArn"]["Fn::GetAtt"][1] == "Arn"
+    assert variables["SourceKey"].endswith(".gz")  # the training code asset
+    assert definition["MlflowConfig"] == {"MlflowResourceArn": "<MlflowArn>", "MlflowExperimentName": "clinical-diagnosis"}
+    steps = {s["Name"]: s for s in definition["Steps"]}
+    preprocess = steps["Preprocess"]["Arguments"]
+    assert preprocess["RoleArn"] == "<ExecutionRoleArn>"
+    assert preprocess["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == "<KeyArn>"
+    code = next(i for i in preprocess["ProcessingInputs"] if i["InputName"] == "code")
+    assert code["S3Input"]["S3Uri"] == "s3://<SourceBucket>/<SourceKey>"
+    train = steps["FineTune"]["Arguments"]
+    assert train["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"][0] == "s3://<ArtifactsBucket>/pipeline/clinical-diagnosis-finetune"
+    assert train["CheckpointConfig"]["S3Uri"] == "s3://<ArtifactsBucket>/checkpoints/clinical-diagnosis-finetune"
+    assert "VpcConfig" not in train  # dev has no network
+
+
+def test_pipeline_jobs_run_in_private_subnets_with_encrypted_inter_container_traffic_when_network_is_on(stages):
+    definition, variables = pipeline_body(stages["staging"])
+    train = next(s for s in definition["Steps"] if s["Name"] == "FineTune")["Arguments"]
+    subnets = [k for k in variables if k.startswith("Subnet")]
+    assert len(subnets) == 2
+    assert train["VpcConfig"] == {"Subnets": [f"<{s}>" for s in sorted(subnets)], "SecurityGroupIds": ["<SecurityGroup0>"]}
+    assert train["EnableInterContainerTrafficEncryption"] is True
+
+
+def test_pipeline_role_passes_only_itself_and_only_to_sagemaker(stages):
+    passes = [s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole") if s["Action"] == "iam:PassRole"]
+    assert len(passes) == 1
+    assert passes[0]["Resource"]["Fn::GetAtt"][0].startswith("PipelineExecutionRole")
+    assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_pipeline_role_writes_only_under_its_output_and_checkpoint_prefixes(stages):
+    writes = [s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
+              if "s3:PutObject" in as_list(s["Action"])]
+    suffixes = sorted(r["Fn::Join"][1][-1] for s in writes for r in as_list(s["Resource"]))
+    assert suffixes == ["/checkpoints/clinical-diagnosis-finetune/*", "/pipeline/clinical-diagnosis-finetune/*"]
+    registry = [s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
+                if "sagemaker:CreateModelPackage" in as_list(s["Action"])]
+    assert {r.split(":", 5)[5] for s in registry for r in as_list(s["Resource"])} == {
+        "model-package-group/clinical-diagnosis-llama", "model-package/clinical-diagnosis-llama/*"}
+
+
+def test_substitute_escapes_literal_dollar_braces_and_rejects_lost_placeholders():
+    ph = {"Bucket": ("cdkph-bucket", "token")}
+    assert substitute('{"a": "s3://cdkph-bucket/x", "b": "${HOME}"}', ph) == '{"a": "s3://${Bucket}/x", "b": "${!HOME}"}'
+    with pytest.raises(RuntimeError, match="placeholder"):
+        substitute('{"a": "s3://CDKPH-bucket/x", "b": "cdkph-buck"}', ph)
+
+
+def test_source_archive_is_byte_identical_whatever_the_file_times_and_leaves_out_bytecode(tmp_path):
+    src = tmp_path / "training"
+    (src / "__pycache__").mkdir(parents=True)
+    (src / "train.py").write_text("print('train')\n")
+    (src / "b.txt").write_text("b\n")
+    (src / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
+    (src / "stale.pyc").write_bytes(b"\0")
+    first = archive_bytes(src)
+    for p in src.rglob("*"):
+        p.touch()
+    (src / "train.py").chmod(0o700)  # modes are normalized: only the executable bit counts
+    second = archive_bytes(src)
+    assert first != second  # the executable bit changed
+    (src / "train.py").chmod(0o600)
+    assert archive_bytes(src) == first
+    assert gzip.decompress(first)  # a plain gzip of a tar
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == ["b.txt", "train.py"]
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "", "")}
+
+
+def test_training_images_must_be_pinned_ecr_uris():
+    with pytest.raises(ConfigError, match=r"training\.training_image"):
+        load_environment("dev", overrides={"training.training_image": "pytorch-training:latest"})
+
+
+# --- approval → deployment ------------------------------------------------------------------
+
+
+def test_approval_rule_matches_only_approvals_in_this_group(stages):
+    rule = only(stages["dev"], "AWS::Events::Rule")
+    assert rule["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {"ModelPackageGroupName": ["clinical-diagnosis-llama"], "ModelApprovalStatus": ["Approved"]},
+    }
+    assert rule["Targets"][0]["Arn"]["Fn::GetAtt"][0].startswith("ApprovalToDeploymentFunction")
+
+
+def test_deploy_function_is_configured_for_its_handler(stages):
+    fn = only(stages["dev"], "AWS::Lambda::Function")
+    env = fn["Environment"]["Variables"]
+    assert {k: v for k, v in env.items() if k != "IDEMPOTENCY_TABLE"} == {
+        "ENDPOINT_NAME": "clinical-llm", "BASE_COMPONENT_NAME": "llama32-3b", "ADAPTER_COMPONENT_NAME": "clinical-lora",
+        "MODEL_PACKAGE_GROUP_NAME": "clinical-diagnosis-llama", "POWERTOOLS_SERVICE_NAME": "deploy-adapter"}
+    assert env["IDEMPOTENCY_TABLE"]["Ref"].startswith("ApprovalToDeploymentIdempotency")
+    assert fn["ReservedConcurrentExecutions"] == 1 and fn["TracingConfig"] == {"Mode": "Active"}
+    assert fn["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0].startswith("ApprovalToDeploymentDeadLetters")
+    assert "VpcConfig" not in fn  # dev: no network
+    staging = only(stages["staging"], "AWS::Lambda::Function")
+    assert len(staging["VpcConfig"]["SubnetIds"]) == 2 and len(staging["VpcConfig"]["SecurityGroupIds"]) == 1
+
+
+def test_deploy_function_bundle_holds_the_handler_and_its_dependencies_for_lambda(stages):
+    stage = stages["dev"]
+    key = only(stage, "AWS::Lambda::Function")["Code"]["S3Key"]
+    bundle = Path(stage.node.root.outdir) / f"asset.{key.removesuffix('.zip')}"
+    assert (bundle / "handler.py").read_text() == (ROOT / "lambda" / "deploy_adapter" / "handler.py").read_text()
+    assert (bundle / "aws_lambda_powertools").is_dir()
+    assert list(bundle.glob("pydantic_core/_pydantic_core.cpython-314-x86_64-linux-gnu.so"))
+
+
+def test_idempotency_table_and_dead_letters_are_encrypted_and_recoverable(stages):
+    t = template(stages["dev"].mlops)
+    t.has_resource_properties("AWS::DynamoDB::GlobalTable", {
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+        "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                                        "SSESpecification": {"KMSMasterKeyId": Match.any_value()}})],
+    })
+    t.has_resource_properties("AWS::SQS::Queue", {"KmsMasterKeyId": Match.any_value()})
+    t.has_resource_properties("AWS::SQS::QueuePolicy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+    t.resource_count_is("AWS::CloudWatch::Alarm", 2)
+
+
+def test_deploy_function_may_touch_only_this_endpoints_adapter_component_and_this_groups_packages(stages):
+    sagemaker = [s for s in statements(stages["dev"], logical_prefix="ApprovalToDeploymentRole")
+                 if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))]
+    granted = {(a, r.split(":", 5)[5]) for s in sagemaker for a in as_list(s["Action"]) for r in as_list(s["Resource"])}
+    assert {r for _, r in granted} <= {"endpoint/clinical-llm", "inference-component/clinical-lora",
+                                       "model-package/clinical-diagnosis-llama/*"}
+    assert {a for a, r in granted if r.startswith("model-package")} == {"sagemaker:DescribeModelPackage"}
+    assert ("sagemaker:UpdateInferenceComponent", "inference-component/clinical-lora") in granted
+    assert not any(s.get("Resource") == "*" for s in sagemaker)
+    dynamodb = [s for s in statements(stages["dev"], logical_prefix="ApprovalToDeploymentRole")
+                if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    assert sorted(a for s in dynamodb for a in as_list(s["Action"])) == [
+        "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+
+
+# --- compliance helper ----------------------------------------------------------------------
+
+
+def _wildcard_app(*patterns: str) -> App:
+    app = make_app()
+    compliance.register(app)
+    stack = Stack(app, "S", env={"account": "111111111111", "region": "us-east-1"})
+    role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=["arn:aws:s3:::b/prefix/*"]))
+    compliance.acknowledge(stack, *compliance.STAGE_WIDE)
+    compliance.acknowledge_wildcards(role, "test", *patterns)
+    return app
+
+
+def test_acknowledge_wildcards_covers_only_the_expected_wildcards():
+    _wildcard_app("Resource::arn:aws:s3:::b/prefix/[*]").synth()
+    with pytest.raises(Exception, match="AwsSolutions-IAM5"):
+        _wildcard_app("Resource::arn:aws:s3:::b/other/[*]").synth()
+
+
+def test_processing_steps_unpack_the_code_archive_by_the_name_it_is_uploaded_under(stages):
+    """CDK uploads a file asset as <hash><last extension>: the training code lands as <hash>.gz, not .tar.gz."""
+    definition, variables = pipeline_body(stages["dev"])
+    for step in (s for s in definition["Steps"] if s["Type"] == "Processing"):
+        script = step["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2]
+        pattern = re.search(r"tar -xzf \S+/(\S+) ", script).group(1)
+        assert fnmatch.fnmatch(variables["SourceKey"], pattern), (step["Name"], pattern, variables["SourceKey"])
