@@ -91,8 +91,13 @@ class AgentStack(Stack):
                 key=key,
                 items=synthetic_patients(agent.seed_patient_count),
                 log_group=seed_logs,
+                vpc=vpc,
+                subnets=subnets,
             )
-            compliance.acknowledge(self.node.find_child(SEED_PROVIDER_ID), *compliance.AGENT_SEED_PROVIDER)
+            provider = self.node.find_child(SEED_PROVIDER_ID)
+            compliance.acknowledge(provider, *compliance.AGENT_SEED_PROVIDER)
+            if vpc is None:
+                compliance.acknowledge(provider, *compliance.AGENT_SEED_PROVIDER_NO_VPC)
             compliance.acknowledge_wildcard_resources(seed.role, [seed_logs.log_group_arn], compliance.AGENT_SEED_LOGS)
 
         environment = {

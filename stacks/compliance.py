@@ -211,8 +211,11 @@ AGENT_SEED_PROVIDER = (
     Ack("HIPAA.Security-LambdaDLQ",
         "CDK's AwsCustomResource provider is invoked synchronously by CloudFormation, which fails the deployment on "
         "error."),
+)
+AGENT_SEED_PROVIDER_NO_VPC = (
     Ack("HIPAA.Security-LambdaInsideVPC",
-        "CDK's AwsCustomResource provider (dev, which has no VPC) only calls DynamoDB PutItem with synthetic records."),
+        "The environment has no VPC (dev); CDK's AwsCustomResource provider only calls DynamoDB PutItem with "
+        "synthetic records."),
 )
 AGENT_SEED_LOGS = "The seeding provider writes only to the log streams (':*') of its own KMS-encrypted log group."
 

@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -40,7 +41,7 @@ class SeedItems(Construct):
 
     Items are fixed data in the template (a deterministic generator's output, never random values); the
     calls' parameters are hidden from the provider's logs. The provider's role may only put items into
-    this table (through DynamoDB with the table's key) and write to ``log_group``.
+    this table (through DynamoDB with the table's key) and write to ``log_group``; it runs in ``vpc`` if given.
     """
 
     def __init__(
@@ -52,6 +53,8 @@ class SeedItems(Construct):
         key: kms.IKey,
         items: Sequence[Mapping[str, Any]],
         log_group: logs.ILogGroup,
+        vpc: ec2.IVpc | None = None,
+        subnets: ec2.SubnetSelection | None = None,
     ) -> None:
         super().__init__(scope, id)
         if not items:
@@ -84,6 +87,6 @@ class SeedItems(Construct):
             )
             seed = cr.AwsCustomResource(
                 self, pk, on_create=call, on_update=call, role=self.role, log_group=log_group,
-                install_latest_aws_sdk=False,
+                install_latest_aws_sdk=False, vpc=vpc, vpc_subnets=subnets,
             )
             seed.node.add_dependency(self.role)  # its policy too: the role must be able to write first

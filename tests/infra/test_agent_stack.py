@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from aws_cdk import App, Stack
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match
@@ -193,14 +194,26 @@ def test_seeding_provider_may_only_put_items_into_the_table(templates):
     assert t.find_resources("AWS::IAM::Role", {"Properties": {"ManagedPolicyArns": Match.any_value()}}) == {}
 
 
-def _standalone(env: str, **overrides) -> AgentStack:
+def _standalone(env: str, *, network: bool = False, **overrides) -> AgentStack:
+    """The AgentStack alone (key, bucket and optionally a VPC in a stand-in stack): no other stacks to build."""
     app = App(context=CDK_CONTEXT)
     settings = load_environment(env, overrides=overrides)
-    data = Stack(app, "Data", env={"account": settings.account, "region": settings.region})
+    where = {"account": settings.account, "region": settings.region}
+    data = Stack(app, "Data", env=where)
+    vpc = ec2.Vpc(data, "Vpc", subnet_configuration=[
+        ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)]) if network else None
     return AgentStack(
         app, "Agent", settings=settings, key=kms.Key(data, "Key"), reports_bucket=s3.Bucket(data, "Reports"),
-        endpoint_name="e", inference_component="c", env={"account": settings.account, "region": settings.region},
+        endpoint_name="e", inference_component="c", vpc=vpc,
+        subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if network else None, env=where,
     )
+
+
+def test_seeding_runs_inside_the_vpc_when_the_environment_has_one():
+    t = template(_standalone("dev", network=True))
+    (fn,) = t.find_resources("AWS::Lambda::Function").values()
+    assert fn["Properties"]["VpcConfig"]["SubnetIds"]
+    assert resource(t, "AWS::BedrockAgentCore::Runtime")["Properties"]["NetworkConfiguration"]["NetworkMode"] == "VPC"
 
 
 def test_seeding_a_protected_environment_is_refused_naming_the_field():
