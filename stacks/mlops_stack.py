@@ -50,14 +50,15 @@ class MlopsStack(Stack):
             self, "Mlflow", kind=ml.kind, name=ml.name, bucket=artifacts_bucket, prefix=ml.artifact_prefix, key=key,
             tracking_server_size=ml.tracking_server_size,
         )
-        compliance.acknowledge_wildcards(self.mlflow.role, compliance.MLFLOW_ROLE, f"Resource::*/{ml.artifact_prefix.strip('/')}/[*]")
+        compliance.acknowledge_wildcards(
+            self.mlflow.role, compliance.MLFLOW_ROLE, f"Resource::*/{ml.artifact_prefix.strip('/')}/[*]")
         self.mlflow_arn = self.mlflow.arn
         self.mlflow_tracking_uri = self.mlflow.tracking_uri
 
         card = model_card_content(
-            base_model_id=tr.base_model_id, risk_rating=reg.risk_rating, lora_rank=tr.lora_rank, lora_alpha=tr.lora_alpha,
-            epochs=tr.epochs, learning_rate=tr.learning_rate, accuracy_threshold=tr.accuracy_threshold,
-            training_image=tr.training_image,
+            base_model_id=tr.base_model_id, risk_rating=reg.risk_rating, lora_rank=tr.lora_rank,
+            lora_alpha=tr.lora_alpha, epochs=tr.epochs, learning_rate=tr.learning_rate,
+            accuracy_threshold=tr.accuracy_threshold, training_image=tr.training_image,
         )
         self.registry = ModelRegistry(
             self, "Registry",
@@ -88,7 +89,8 @@ class MlopsStack(Stack):
             mlflow=self.mlflow,
             mlflow_experiment=ml.experiment,
             model_card_content=card,
-            subnet_ids=network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids if network else None,
+            subnet_ids=network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids
+            if network else None,
             security_group_ids=[network.training_sg.security_group_id] if network else None,
         )
         group_versions = f"Resource::arn:*:sagemaker:*:model-package/{reg.model_package_group.lower()}/[*]"

@@ -83,7 +83,8 @@ class DataSettings(_Model):
 # An S3 key prefix of ours: relative, no leading or trailing "/" needed (both are stripped).
 Prefix = Annotated[str, Field(pattern=r"^/?[\w.=-]+(/[\w.=-]+)*/?$")]
 # A framework image in ECR, pinned by tag or digest (per region: no synth-time lookups).
-EcrImage = Annotated[str, Field(pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")]
+EcrImage = Annotated[str, Field(
+    pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")]
 
 
 class MlflowSettings(_Model):

@@ -98,10 +98,13 @@ class ApprovalAutomation(Construct):
                 "IDEMPOTENCY_TABLE": self.table.table_name,
                 "POWERTOOLS_SERVICE_NAME": "deploy-adapter",
             },
-            vpc=vpc, vpc_subnets=subnets if vpc else None, security_groups=[security_group] if vpc and security_group else None,
+            vpc=vpc,
+            vpc_subnets=subnets if vpc else None,
+            security_groups=[security_group] if vpc and security_group else None,
         )
         log_group.grant_write(self.role)
-        self.table.grant(self.role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+        self.table.grant(
+            self.role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
         # The table and the dead-letter queue are encrypted with the key (the Lambda service adds sqs:SendMessage).
         key.grant(self.role, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
         registry.grant_read(self.role)
@@ -110,7 +113,8 @@ class ApprovalAutomation(Construct):
             self.role.add_to_policy(iam.PolicyStatement(
                 sid="NetworkInterfacesInVpc",
                 actions=["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-                         "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+                         "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                         "ec2:UnassignPrivateIpAddresses"],
                 resources=["*"],
             ))
         self.function.node.add_dependency(self.role)  # every permission exists before the first invocation

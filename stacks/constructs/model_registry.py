@@ -40,7 +40,8 @@ def model_card_content(
             "inference_environment": {"container_image": ["SGLang serving container with LoRA adapters"]},
         },
         "intended_uses": {
-            "purpose_of_model": "Decision support for licensed clinicians: suggest a differential diagnosis to consider.",
+            "purpose_of_model": (
+                "Decision support for licensed clinicians: suggest a differential diagnosis to consider."),
             "intended_uses": (
                 "A clinician asks for likely diagnoses and next questions; the clinician confirms, changes or "
                 "rejects every suggestion. Not for autonomous diagnosis, triage, treatment or prescribing, and "
@@ -103,7 +104,8 @@ def model_card_content(
 def to_cloudformation(content: Any) -> Any:
     """Model card content with CloudFormation's PascalCase keys (the API's JSON schema uses snake_case)."""
     if isinstance(content, dict):
-        return {re.sub(r"(?:^|_)([a-z])", lambda m: m.group(1).upper(), k): to_cloudformation(v) for k, v in content.items()}
+        return {re.sub(r"(?:^|_)([a-z])", lambda m: m.group(1).upper(), k): to_cloudformation(v)
+                for k, v in content.items()}
     if isinstance(content, list):
         return [to_cloudformation(v) for v in content]
     return content
@@ -130,8 +132,10 @@ class ModelRegistry(Construct):
         stack = Stack.of(self)
         self.group_name = group_name
         # SageMaker writes names in lower case in these ARNs.
-        self.group_arn = stack.format_arn(service="sagemaker", resource="model-package-group", resource_name=group_name.lower())
-        self.packages_arn = stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group_name.lower()}/*")
+        self.group_arn = stack.format_arn(
+            service="sagemaker", resource="model-package-group", resource_name=group_name.lower())
+        self.packages_arn = stack.format_arn(
+            service="sagemaker", resource="model-package", resource_name=f"{group_name.lower()}/*")
         readers = [iam.AccountPrincipal(a) for a in sorted(set(reader_accounts))]
 
         self.group = sagemaker.CfnModelPackageGroup(

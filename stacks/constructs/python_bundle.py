@@ -98,7 +98,8 @@ def python_function_code(folder: Path, runtime: lambda_.Runtime) -> lambda_.Code
         raise FileNotFoundError(f"{folder}: a Lambda function folder needs a requirements.txt")
     python_version = runtime.name.removeprefix("python")
     bundler = _PipBundler(folder, python_version)
-    source_hash = _digest(*(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes() for p in _source_files(folder)))
+    source_hash = _digest(*(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes()
+                            for p in _source_files(folder)))
     return lambda_.Code.from_asset(
         str(folder),
         asset_hash_type=AssetHashType.CUSTOM,

@@ -23,7 +23,8 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 def _files(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*")
-        if p.is_file() and not EXCLUDED_DIRS & set(p.relative_to(folder).parts) and not p.name.endswith(EXCLUDED_SUFFIXES)
+        if p.is_file() and not EXCLUDED_DIRS & set(p.relative_to(folder).parts)
+        and not p.name.endswith(EXCLUDED_SUFFIXES)
     )
 
 

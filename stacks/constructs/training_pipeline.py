@@ -36,7 +36,8 @@ TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
 # The body limit is CloudFormation's template size; beyond it the definition would have to go to S3.
 MAX_BODY_CHARS = 900_000
 _MARK = "cdkph"  # every placeholder contains it; none may survive substitution
-_IMAGE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@].+$")
+_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@].+$")
 
 
 def substitute(definition: str, placeholders: dict[str, tuple[str, str]]) -> str:
@@ -71,7 +72,7 @@ def _quiet_sdk() -> Iterator[None]:
 
 
 def pipeline_definition(**kwargs: Any) -> str:
-    """``training.pipeline.build_definition(**kwargs)``, imported lazily (the SageMaker SDK takes seconds) and memoized."""
+    """``training.pipeline.build_definition(**kwargs)``, memoized; imported lazily (the SageMaker SDK takes seconds)."""
     cache_key = json.dumps(kwargs, sort_keys=True)
     if cache_key not in _DEFINITIONS:
         from training.pipeline import build_definition
@@ -84,7 +85,8 @@ def pipeline_definition(**kwargs: Any) -> str:
 def ecr_repository_arn(image: str, partition: str) -> str:
     m = _IMAGE.match(image)
     if not m:
-        raise ValueError(f"training image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)")
+        raise ValueError(f"training image {image!r} is not an ECR image URI "
+                         "(<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)")
     return f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repo']}"
 
 
@@ -112,9 +114,9 @@ class TrainingPipeline(Construct):
         super().__init__(scope, id)
         stack = Stack.of(self)
         self.pipeline_name = pipeline_name
-        dataset_prefix, output_prefix, checkpoint_prefix = (p.strip("/") for p in (dataset_prefix, output_prefix, checkpoint_prefix))
-        self.output_prefix = f"{output_prefix}/{pipeline_name}"
-        self.checkpoint_prefix = f"{checkpoint_prefix}/{pipeline_name}"
+        dataset_prefix = dataset_prefix.strip("/")
+        self.output_prefix = f"{output_prefix.strip('/')}/{pipeline_name}"
+        self.checkpoint_prefix = f"{checkpoint_prefix.strip('/')}/{pipeline_name}"
         source = source_archive_asset(self, "Source", folder=TRAINING_DIR)
 
         self.role = iam.Role(
@@ -177,7 +179,7 @@ class TrainingPipeline(Construct):
             self, "Pipeline",
             pipeline_name=pipeline_name,
             pipeline_display_name=pipeline_name,
-            pipeline_description="Preprocess -> LoRA fine-tune -> evaluate -> quality gate -> register (pending approval)",
+            pipeline_description="Preprocess, LoRA fine-tune, evaluate, quality gate, register (pending approval)",
             role_arn=self.role.role_arn,
             pipeline_definition={"PipelineDefinitionBody": Fn.sub(substitute(definition, ph), used)},
         )
@@ -197,7 +199,8 @@ class TrainingPipeline(Construct):
             actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
                      "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
                      "sagemaker:AddTags"],
-            resources=[arn("sagemaker", "processing-job", "pipelines-*"), arn("sagemaker", "training-job", "pipelines-*")],
+            resources=[arn("sagemaker", "processing-job", "pipelines-*"),
+                       arn("sagemaker", "training-job", "pipelines-*")],
         ))
         role.add_to_policy(iam.PolicyStatement(
             sid="PassOnlyItselfToSageMaker", actions=["iam:PassRole"], resources=[role.role_arn],
@@ -225,23 +228,27 @@ class TrainingPipeline(Construct):
         role.add_to_policy(iam.PolicyStatement(
             sid="JobLogs",
             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[arn("logs", "log-group", f"/aws/sagemaker/{kind}:*", ":") for kind in ("ProcessingJobs", "TrainingJobs")],
+            resources=[arn("logs", "log-group", f"/aws/sagemaker/{kind}:*", ":")
+                       for kind in ("ProcessingJobs", "TrainingJobs")],
         ))
         role.add_to_policy(iam.PolicyStatement(
             sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
             conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
         ))
         role.add_to_policy(iam.PolicyStatement(
-            sid="PullJobImages", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            resources=sorted({ecr_repository_arn(i, stack.partition) for i in (training.training_image, training.processing_image)}),
+            sid="PullJobImages",
+            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            resources=sorted({ecr_repository_arn(image, stack.partition)
+                              for image in (training.training_image, training.processing_image)}),
         ))
         role.add_to_policy(iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         if vpc:
             role.add_to_policy(iam.PolicyStatement(
                 sid="JobsInVpc",
-                actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
-                         "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
-                         "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
+                actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
+                         "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
+                         "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
+                         "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
                 resources=["*"],
             ))
 

@@ -1,4 +1,4 @@
-"""MLOpsStack: MLflow per setting, registry readers, model card, pipeline definition and role, approval → deployment."""
+"""MLOpsStack: MLflow per setting, registry readers, model card, pipeline definition and role, approval to deploy."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def test_mlflow_is_the_serverless_app_under_its_own_prefix_by_default(stages):
         "ModelRegistrationMode": "AutoModelRegistrationDisabled",
     })
     # The MLflow role may touch only objects under that prefix.
-    mlflow_objects = [s for s in statements(stages["dev"], logical_prefix="MlflowRole") if "s3:PutObject" in as_list(s["Action"])]
+    mlflow_objects = [s for s in statements(stages["dev"], logical_prefix="MlflowRole")
+                      if "s3:PutObject" in as_list(s["Action"])]
     assert [json.dumps(s["Resource"]).endswith('/mlflow/*"]]}') for s in mlflow_objects] == [True]
 
 
@@ -78,7 +79,8 @@ def test_tracking_server_setting_replaces_the_app_and_feeds_the_pipeline(trackin
     server = t.find_resources("AWS::SageMaker::MlflowTrackingServer", {"Properties": {
         "TrackingServerName": "clinical-agent", "TrackingServerSize": "Medium", "AutomaticModelRegistration": False}})
     assert len(server) == 1
-    variables = only(tracking_server_stage, "AWS::SageMaker::Pipeline")["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"][1]
+    definition = only(tracking_server_stage, "AWS::SageMaker::Pipeline")["PipelineDefinition"]
+    variables = definition["PipelineDefinitionBody"]["Fn::Sub"][1]
     assert variables["MlflowArn"] == {"Fn::GetAtt": [next(iter(server)), "TrackingServerArn"]}
 
 
@@ -105,7 +107,8 @@ def test_model_package_group_policy_grants_exactly_the_reader_accounts(stages):
 def test_reader_accounts_may_read_only_adapter_archives_and_decrypt_only_through_s3(stages):
     data = template(stages["dev"].data)
     bucket_grants = [s for r in data.find_resources("AWS::S3::BucketPolicy").values()
-                     for s in r["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "RegistryReadersGetAdapters"]
+                     for s in r["Properties"]["PolicyDocument"]["Statement"]
+                     if s.get("Sid") == "RegistryReadersGetAdapters"]
     assert len(bucket_grants) == 1 and principals(bucket_grants[0]) == READERS
     assert bucket_grants[0]["Action"] == "s3:GetObject"
     assert bucket_grants[0]["Resource"]["Fn::Join"][1][-1] == "/pipeline/clinical-diagnosis-finetune/*/FineTune/*"
@@ -136,7 +139,8 @@ def test_model_card_states_clinician_support_risk_and_limits_and_is_encrypted(st
     assert uses["RiskRating"] == "High" and uses["ExplanationsForRiskRating"]
     assert "Llama-3.2-3B-Instruct" in content["ModelOverview"]["ModelDescription"]
     assert "synthetic" in content["TrainingDetails"]["TrainingObservations"]
-    hyper = {h["Name"]: h["Value"] for h in content["TrainingDetails"]["TrainingJobDetails"]["UserProvidedHyperParameters"]}
+    job = content["TrainingDetails"]["TrainingJobDetails"]
+    hyper = {h["Name"]: h["Value"] for h in job["UserProvidedHyperParameters"]}
     assert hyper == {"lora_rank": "16", "lora_alpha": "32", "epochs": "1", "learning_rate": "0.0002"}
     gate = content["EvaluationDetails"][0]["MetricGroups"][0]["MetricData"][0]
     assert gate == {"Name": "accuracy_threshold", "Type": "number", "Value": 0.6}
@@ -158,7 +162,8 @@ def test_pipeline_definition_is_one_fn_sub_of_this_environments_resources(stages
     definition, variables = pipeline_body(stages["dev"])
     assert variables["ExecutionRoleArn"]["Fn::GetAtt"][1] == "Arn"
     assert variables["SourceKey"].endswith(".gz")  # the training code asset
-    assert definition["MlflowConfig"] == {"MlflowResourceArn": "<MlflowArn>", "MlflowExperimentName": "clinical-diagnosis"}
+    assert definition["MlflowConfig"] == {
+        "MlflowResourceArn": "<MlflowArn>", "MlflowExperimentName": "clinical-diagnosis"}
     steps = {s["Name"]: s for s in definition["Steps"]}
     preprocess = steps["Preprocess"]["Arguments"]
     assert preprocess["RoleArn"] == "<ExecutionRoleArn>"
@@ -166,7 +171,8 @@ def test_pipeline_definition_is_one_fn_sub_of_this_environments_resources(stages
     code = next(i for i in preprocess["ProcessingInputs"] if i["InputName"] == "code")
     assert code["S3Input"]["S3Uri"] == "s3://<SourceBucket>/<SourceKey>"
     train = steps["FineTune"]["Arguments"]
-    assert train["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"][0] == "s3://<ArtifactsBucket>/pipeline/clinical-diagnosis-finetune"
+    output = train["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"][0]
+    assert output == "s3://<ArtifactsBucket>/pipeline/clinical-diagnosis-finetune"
     assert train["CheckpointConfig"]["S3Uri"] == "s3://<ArtifactsBucket>/checkpoints/clinical-diagnosis-finetune"
     assert "VpcConfig" not in train  # dev has no network
 
@@ -176,12 +182,14 @@ def test_pipeline_jobs_run_in_private_subnets_with_encrypted_inter_container_tra
     train = next(s for s in definition["Steps"] if s["Name"] == "FineTune")["Arguments"]
     subnets = [k for k in variables if k.startswith("Subnet")]
     assert len(subnets) == 2
-    assert train["VpcConfig"] == {"Subnets": [f"<{s}>" for s in sorted(subnets)], "SecurityGroupIds": ["<SecurityGroup0>"]}
+    assert train["VpcConfig"] == {
+        "Subnets": [f"<{s}>" for s in sorted(subnets)], "SecurityGroupIds": ["<SecurityGroup0>"]}
     assert train["EnableInterContainerTrafficEncryption"] is True
 
 
 def test_pipeline_role_passes_only_itself_and_only_to_sagemaker(stages):
-    passes = [s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole") if s["Action"] == "iam:PassRole"]
+    passes = [s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
+              if s["Action"] == "iam:PassRole"]
     assert len(passes) == 1
     assert passes[0]["Resource"]["Fn::GetAtt"][0].startswith("PipelineExecutionRole")
     assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
@@ -200,7 +208,8 @@ def test_pipeline_role_writes_only_under_its_output_and_checkpoint_prefixes(stag
 
 def test_substitute_escapes_literal_dollar_braces_and_rejects_lost_placeholders():
     ph = {"Bucket": ("cdkph-bucket", "token")}
-    assert substitute('{"a": "s3://cdkph-bucket/x", "b": "${HOME}"}', ph) == '{"a": "s3://${Bucket}/x", "b": "${!HOME}"}'
+    body = substitute('{"a": "s3://cdkph-bucket/x", "b": "${HOME}"}', ph)
+    assert body == '{"a": "s3://${Bucket}/x", "b": "${!HOME}"}'
     with pytest.raises(RuntimeError, match="placeholder"):
         substitute('{"a": "s3://CDKPH-bucket/x", "b": "cdkph-buck"}', ph)
 
