@@ -21,6 +21,18 @@ DELIVERY = "Delivery"
 # CDK plumbing, not architecture.
 HIDDEN_TYPES = {"AWS::CDK::Metadata"}
 HIDDEN_PREFIXES = ("Custom::", "CDKMetadata", "BootstrapVersion", "CheckBootstrapVersion")
+# Which resource names a construct that has no "<id>/Resource" of its own: the first of these it holds,
+# else its first resource that is not a supporting one.
+PRIMARY = ("AWS::CodePipeline::Pipeline", "AWS::SageMaker::", "AWS::BedrockAgentCore::Runtime", "AWS::Lambda::Function",
+           "AWS::EC2::VPC", "AWS::S3::Bucket", "AWS::DynamoDB::", "AWS::KMS::Key")
+SUPPORTING = ("AWS::IAM::", "AWS::Logs::", "AWS::Lambda::Permission", "AWS::SQS::QueuePolicy", "AWS::KMS::Alias")
+
+
+def _rank(component: str, path: str, resource_type: str) -> tuple[int, int, int]:
+    """Sort key of a construct's resources: its own resource, then primary types, then non-supporting ones."""
+    own = path.endswith(f"/{component}/Resource")
+    primary = next((i for i, prefix in enumerate(PRIMARY) if resource_type.startswith(prefix)), len(PRIMARY))
+    return (not own, primary, resource_type.startswith(SUPPORTING))
 
 
 class DiagramError(ValueError):
@@ -96,15 +108,16 @@ def read_architecture(outdir: Path, stage: str, *, delivery: bool = True) -> Arc
             description=t.get("Description", ""),
             depends_on=[d for d in artifacts[id].get("dependencies", []) if d in artifacts],  # artifact ids; names below
         )
+        ranked: dict[str, list] = {}
         for logical, resource in t.get("Resources", {}).items():
             path = resource.get("Metadata", {}).get("aws:cdk:path", "")
             component = path.removeprefix(display + "/").split("/")[0] if path.startswith(display + "/") else logical
             if resource["Type"] in HIDDEN_TYPES or component.startswith(HIDDEN_PREFIXES):
                 continue
             owner[(id, logical)] = component
-            types = cluster.components.setdefault(component, [])
-            # The construct's own resource ("<component>/Resource") names it; else its first resource.
-            types.insert(0, resource["Type"]) if path.endswith(f"{component}/Resource") else types.append(resource["Type"])
+            ranked.setdefault(component, []).append((_rank(component, path, resource["Type"]), resource["Type"]))
+        for component, entries in ranked.items():
+            cluster.components[component] = [t for _, t in sorted(entries, key=lambda e: e[0])]
 
     def stack_of_output(stack_name: str | None, output: str) -> str | None:
         holders = [id for id, t in templates.items() if output in t.get("Outputs", {})]
@@ -152,6 +165,10 @@ def read_architecture(outdir: Path, stage: str, *, delivery: bool = True) -> Arc
     )
 
 
+def _fit(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _short(resource_type: str) -> str:
     return " ".join(resource_type.split("::")[1:]) if resource_type.startswith("AWS::") else resource_type
 
@@ -184,11 +201,12 @@ def render(arch: Architecture, output: Path, *, title: str) -> Path:
 
     height = max(sum(cluster_h(c) for c in col) + pad * (len(col) - 1) for col in columns) + 1.0
     width = len(columns) * (node_w + 2 * pad) + (len(columns) - 1) * col_gap + 0.6
-    fig, ax = plt.subplots(figsize=(width, height))
+    fig = plt.figure(figsize=(width, height + 0.4))
+    ax = fig.add_axes((0, 0.2 / (height + 0.4), 1, height / (height + 0.4)))  # no margins; legend below
     ax.set_xlim(0, width)
     ax.set_ylim(0, height)
     ax.axis("off")
-    ax.set_title(title, fontsize=14, fontweight="bold", loc="left")
+    ax.text(0.3, height - 0.15, title, fontsize=14, fontweight="bold", va="center")
 
     boxes: dict[tuple[str, str], tuple[float, float]] = {}  # node center
     headers: dict[str, tuple[float, float, float]] = {}  # cluster: left x, top y, color
@@ -199,17 +217,22 @@ def render(arch: Architecture, output: Path, *, title: str) -> Path:
         for c in col:
             h, color = cluster_h(c), colors[c.name]
             ax.add_patch(FancyBboxPatch((x, y - h), node_w + 2 * pad, h, boxstyle="round,pad=0.02,rounding_size=0.15",
-                                        facecolor=color + "14", edgecolor=color, linewidth=1.6))
-            ax.text(x + pad, y - 0.3, c.name, fontsize=11, fontweight="bold", color=color, va="center")
-            ax.text(x + pad, y - 0.55, c.description.removeprefix("Clinical agent ")[:52], fontsize=7, color="#555555", va="center")
+                                        facecolor=color + "14", edgecolor=color, linewidth=1.6, zorder=1))
+            ax.text(x + pad, y - 0.3, c.name, fontsize=11, fontweight="bold", color=color, va="center", zorder=4)
+            ax.text(x + pad, y - 0.55, _fit(c.description.removeprefix("Clinical agent "), 50), fontsize=7,
+                    color="#555555", va="center", zorder=4)
             headers[c.name] = (x, y, color)
             ny = y - head
             for name, types in c.components.items():
-                ax.add_patch(FancyBboxPatch((x + pad, ny - node_h), node_w, node_h, boxstyle="round,pad=0.01,rounding_size=0.08",
+                # White boxes above the arrows (zorder): a label is never crossed by a line.
+                ax.add_patch(FancyBboxPatch((x + pad, ny - node_h), node_w, node_h, zorder=3,
+                                            boxstyle="round,pad=0.01,rounding_size=0.08",
                                             facecolor="white", edgecolor=color, linewidth=1.0))
                 more = f"  (+{len(types) - 1})" if len(types) > 1 else ""
-                ax.text(x + pad + 0.12, ny - node_h * 0.34, name[:34], fontsize=8.5, fontweight="bold", va="center")
-                ax.text(x + pad + 0.12, ny - node_h * 0.72, _short(types[0])[:34] + more, fontsize=7, color="#444444", va="center")
+                ax.text(x + pad + 0.12, ny - node_h * 0.34, _fit(name, 34), fontsize=8.5, fontweight="bold",
+                        va="center", zorder=4)
+                ax.text(x + pad + 0.12, ny - node_h * 0.72, _fit(_short(types[0]), 30) + more, fontsize=7,
+                        color="#444444", va="center", zorder=4)
                 boxes[(c.name, name)] = (x + pad + node_w / 2, ny - node_h / 2)
                 ny -= node_h + gap
             y -= h + pad
@@ -223,17 +246,18 @@ def render(arch: Architecture, output: Path, *, title: str) -> Path:
             side = 1 if tx > sx else -1
             start, end, style = (sx + side * node_w / 2, sy), (tx - side * node_w / 2, ty), "arc3,rad=0.08"
         ax.add_patch(FancyArrowPatch(start, end, connectionstyle=style, arrowstyle="-|>", mutation_scale=9,
-                                     color=color, alpha=0.55, linewidth=0.9, shrinkA=2, shrinkB=2))
+                                     color=color, alpha=0.55, linewidth=0.9, shrinkA=2, shrinkB=2, zorder=2))
     pipeline = next((n for n in boxes if n[0] == DELIVERY and n[1] == "Pipeline"), None)
     for name in arch.deploys if pipeline else []:
         x, y, _ = headers[name]
         px, py = boxes[pipeline]
-        ax.add_patch(FancyArrowPatch((px + node_w / 2, py), (x, y - 0.3), connectionstyle="arc3,rad=-0.1", arrowstyle="-|>",
-                                     mutation_scale=11, color="#222222", linestyle="--", linewidth=1.2, alpha=0.8))
+        ax.add_patch(FancyArrowPatch((px + node_w / 2, py), (x + 0.1, y), connectionstyle="arc3,rad=-0.12",
+                                     arrowstyle="-|>", mutation_scale=11, color="#222222", linestyle="--",
+                                     linewidth=1.2, alpha=0.8, zorder=2))
     legend = "Boxes: top-level constructs (main resource type, + other resources).  Arrows: references (Ref, GetAtt, stack outputs)."
     if pipeline:
         legend += "  Dashed: the pipeline deploys the stack (cross-account, through CDK bootstrap roles)."
-    fig.text(0.01, 0.005, legend, fontsize=8, color="#333333")
+    fig.text(0.005, 0.1 / (height + 0.4), legend, fontsize=8, color="#333333", va="center")
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=110, metadata={"Software": None})
     plt.close(fig)
