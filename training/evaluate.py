@@ -123,14 +123,14 @@ def answers(model, tokenizer, rows: list[dict], device, batch_size: int, max_new
 
 
 def evaluate(args) -> dict:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     rows = load_test(require_dir(args.test_dir, "test data folder", "--test-dir"))
     model_dir = require_dir(args.model_dir, "model folder", "--model-dir")
     with tempfile.TemporaryDirectory() as scratch:
         adapter = adapter_folder(model_dir, Path(scratch))
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         base = args.base_model or json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32

@@ -220,12 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     if rank == 0:
         print(f"resuming from {resume.name} (step {resumed_step})" if resume else "starting from scratch",
               flush=True)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    tokens = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
     summary = {"global_step": trainer.state.global_step, "resumed_from_step": resumed_step,
                "steps_run": trainer.state.global_step - resumed_step, "stopped": stopper.requested,
                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+               "num_tokens": tokens[-1] if tokens else None, "train_runtime": result.metrics.get("train_runtime"),
                "mlflow_run_id": run.info.run_id if run else None, "world_size": trainer.args.world_size}
     if stopper.requested:
         if rank == 0:

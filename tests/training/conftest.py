@@ -97,7 +97,7 @@ class MlflowServer:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its worker, by our own group id
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
@@ -154,7 +154,7 @@ def trained(mlflow_server, dataset, tiny_base, tmp_path_factory) -> TrainedRun:
     root = tmp_path_factory.mktemp("job")
     sm = {"SM_CHANNEL_TRAIN": str(dataset.train), "SM_CHANNEL_BASE": str(tiny_base),
           "SM_MODEL_DIR": str(root / "model"), "SM_OUTPUT_DATA_DIR": str(root / "output")}
-    proc = run([program("train.py"), *TRAIN_FLAGS, "--max-steps", "40", "--save-steps", "20",
+    proc = run([program("train.py"), *TRAIN_FLAGS, "--max-steps", "40", "--save-steps", "20", "--merge",
                 "--checkpoint-dir", str(root / "checkpoints"), "--run-name", "e2e"],
                MLFLOW_TRACKING_URI=mlflow_server.wait_ready(), MLFLOW_EXPERIMENT_NAME="training-tests",
                MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1", **sm)
