@@ -98,7 +98,6 @@ class AgentStack(Stack):
             compliance.acknowledge(provider, *compliance.AGENT_SEED_PROVIDER)
             if vpc is None:
                 compliance.acknowledge(provider, *compliance.AGENT_SEED_PROVIDER_NO_VPC)
-            compliance.acknowledge_wildcard_resources(seed.role, [seed_logs.log_group_arn], compliance.AGENT_SEED_LOGS)
 
         environment = {
             "AWS_REGION": self.region,

@@ -217,7 +217,6 @@ AGENT_SEED_PROVIDER_NO_VPC = (
         "The environment has no VPC (dev); CDK's AwsCustomResource provider only calls DynamoDB PutItem with "
         "synthetic records."),
 )
-AGENT_SEED_LOGS = "The seeding provider writes only to the log streams (':*') of its own KMS-encrypted log group."
 
 _AGENTCORE_L2 = "the AgentCore Runtime L2's standard grant for every runtime"
 
@@ -258,43 +257,27 @@ AGENT_REPORTS_PREFIX = (
 
 
 def acknowledge_wildcard_resources(construct: IConstruct, resources: list[str], reason: str) -> None:
-    """Acknowledge AwsSolutions-IAM5 for ``resources`` (strings with tokens) on ``construct``.
+    """Acknowledge AwsSolutions-IAM5 for exactly ``resources`` (strings that may hold tokens) on ``construct``.
 
-    A cross-stack reference renders only once synthesis resolves references, so the finding id is computed
-    then (a construct validation runs after that and before the compliance packs).
+    A cross-stack reference renders only once synthesis resolves references, so the finding ids are computed
+    then: a construct validation runs after that and before the compliance packs.
     """
-    import jsii
-    from aws_cdk import Stack
-    from constructs import IValidation
-
-    @jsii.implements(IValidation)
-    class _Acknowledge:
-        def validate(self) -> list[str]:
-            stack = Stack.of(construct)
-            for resource in resources:
-                finding = f"AwsSolutions-IAM5[Resource::{_flatten(stack.resolve(resource))}]"
-                acknowledge(construct, Ack(finding, reason))
-            return []
-
-    construct.node.add_validation(_Acknowledge())
+    construct.node.add_validation(_ResourceAcks(construct, resources, reason))
 
 
-def _flatten(node) -> str:
-    """cdk-nag's rendering of a CloudFormation value in a finding id (utils/flatten-cfn-reference)."""
-    import json
+@jsii.implements(IValidation)
+class _ResourceAcks:
+    def __init__(self, construct: IConstruct, resources: list[str], reason: str) -> None:
+        self.construct, self.resources, self.reason = construct, resources, reason
 
-    if isinstance(node, str):
-        return node.replace("${", "<").replace("}", ">")
-    if isinstance(node, dict) and "Fn::Join" in node:
-        delimiter, items = node["Fn::Join"]
-        return delimiter.join(_flatten(i) for i in items)
-    if isinstance(node, dict) and "Fn::GetAtt" in node:
-        return f"<{_flatten(node['Fn::GetAtt'][0])}.{_flatten(node['Fn::GetAtt'][1])}>"
-    if isinstance(node, dict) and "Ref" in node:
-        return f"<{_flatten(node['Ref'])}>"
-    if isinstance(node, dict) and ("Fn::Sub" in node or "Fn::ImportValue" in node):
-        return _flatten(node.get("Fn::Sub", node.get("Fn::ImportValue")))
-    return json.dumps(node, separators=(",", ":"))
+    def validate(self) -> list[str]:
+        from aws_cdk import Stack
+
+        stack = Stack.of(self.construct)
+        for resource in self.resources:
+            finding = f"AwsSolutions-IAM5[Resource::{_flatten(stack.resolve(resource))}]"
+            acknowledge(self.construct, Ack(finding, self.reason))
+        return []
 
 
 # --- delivery ---------------------------------------------------------------------------------

@@ -14,11 +14,13 @@ from types import SimpleNamespace
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match
 
 from agent.settings import AgentRuntimeSettings
+from stacks import compliance
 from stacks.agent_stack import AgentStack, runtime_name
 from stacks.constructs import agent_package as pkg
 from stacks.settings import ConfigError, load_environment
@@ -132,6 +134,16 @@ def test_unscoped_resources_only_where_iam_has_no_resource_level_permission(temp
             ), s
 
 
+@pytest.mark.parametrize("env", ENVS)
+def test_mlflow_grant_is_scoped_to_the_environments_mlflow_and_tracing_calls(templates, stages, env):
+    (mlflow,) = statements_with(role_statements(templates[env]), "sagemaker-mlflow:")
+    assert set(as_list(mlflow["Action"])) <= {
+        "sagemaker-mlflow:CreateExperiment", "sagemaker-mlflow:GetExperiment", "sagemaker-mlflow:GetExperimentByName",
+        "sagemaker-mlflow:StartTrace", "sagemaker-mlflow:EndTrace", "sagemaker-mlflow:SetTraceTag",
+    }
+    assert len(as_list(mlflow["Resource"])) == 1 and mlflow["Resource"] != "*"
+
+
 # --- the table and its seed ----------------------------------------------------------------------
 
 
@@ -194,9 +206,9 @@ def test_seeding_provider_may_only_put_items_into_the_table(templates):
     assert t.find_resources("AWS::IAM::Role", {"Properties": {"ManagedPolicyArns": Match.any_value()}}) == {}
 
 
-def _standalone(env: str, *, network: bool = False, **overrides) -> AgentStack:
+def _standalone(env: str, *, app: App | None = None, network: bool = False, **overrides) -> AgentStack:
     """The AgentStack alone (key, bucket and optionally a VPC in a stand-in stack): no other stacks to build."""
-    app = App(context=CDK_CONTEXT)
+    app = app or App(context=CDK_CONTEXT)
     settings = load_environment(env, overrides=overrides)
     where = {"account": settings.account, "region": settings.region}
     data = Stack(app, "Data", env=where)
@@ -214,6 +226,34 @@ def test_seeding_runs_inside_the_vpc_when_the_environment_has_one():
     (fn,) = t.find_resources("AWS::Lambda::Function").values()
     assert fn["Properties"]["VpcConfig"]["SubnetIds"]
     assert resource(t, "AWS::BedrockAgentCore::Runtime")["Properties"]["NetworkConfiguration"]["NetworkMode"] == "VPC"
+
+
+def _agent_findings(outdir: Path, extra: iam.PolicyStatement | None = None) -> set[str]:
+    """The compliance packs' findings on the AgentStack (the stand-in data stack's own findings ignored)."""
+    app = App(context=CDK_CONTEXT, outdir=str(outdir))
+    compliance.register(app)
+    compliance.acknowledge(app, *compliance.STAGE_WIDE)
+    agent = _standalone("dev", app=app)
+    if extra is not None:
+        agent.runtime.add_to_role_policy(extra)
+    try:
+        app.synth()
+    except RuntimeError:
+        pass
+    report = json.loads((outdir / "validation-report.json").read_text())
+    return {
+        f"{v['ruleName']} {c['constructPath']}"
+        for p in report["pluginReports"] for v in p["violations"] for c in v["violatingConstructs"]
+        if c["constructPath"].startswith("Agent/")
+    }
+
+
+def test_acknowledgments_cover_exactly_the_runtime_roles_wildcards(tmp_path):
+    assert _agent_findings(tmp_path / "clean") == set()
+    extra = iam.PolicyStatement(actions=["s3:GetObject"], resources=["arn:aws:s3:::elsewhere/*"])
+    assert _agent_findings(tmp_path / "extra", extra) == {
+        "AwsSolutions-IAM5[Resource::arn:aws:s3:::elsewhere/*] Agent/Runtime/ExecutionRole/DefaultPolicy/Resource"
+    }
 
 
 def test_seeding_a_protected_environment_is_refused_naming_the_field():
@@ -253,6 +293,7 @@ def test_runtime_environment_names_endpoint_component_bucket_table_and_mlflow(te
     assert env_vars["PATIENT_TABLE"] == {"Ref": table}
     assert "Reports" in env_vars["REPORTS_BUCKET"]["Fn::GetStackOutput"]["OutputName"]
     assert "Key" in env_vars["REPORTS_KMS_KEY_ID"]["Fn::GetStackOutput"]["OutputName"]
+    assert env_vars["MLFLOW_TRACKING_URI"] == stages[env].agent.resolve(stages[env].mlops.mlflow_tracking_uri)
 
 
 @pytest.mark.parametrize("env", ENVS)
