@@ -2,8 +2,8 @@
 
 ``build_definition(...)`` returns the JSON definition for ``CfnPipeline.PipelineDefinitionBody``.
 It is pure: built with the SageMaker Python SDK v3 classic steps, offline (no AWS call, nothing
-uploaded) and byte-identical across runs. Code comes from ``source_uri``, the S3 URI of a
-``.tar.gz`` of this folder (a CDK asset):
+uploaded) and byte-identical across runs. Code comes from ``source_uri``, the S3 URI of a gzipped
+tar of this folder (a CDK file asset, uploaded as ``<hash>.gz``):
 
 - the training job runs it with the PyTorch DLC's training toolkit (``sagemaker_program`` /
   ``sagemaker_submit_directory``; the toolkit pip-installs ``requirements.txt`` and, with
@@ -59,7 +59,7 @@ def _unpack_and_run(program: str, install: bool) -> list[str]:
     pip = "python -m pip install --quiet --no-cache-dir -r /opt/ml/code/requirements.txt; " if install else ""
     script = (
         "set -euo pipefail; mkdir -p /opt/ml/code; "
-        f"tar -xzf {CODE_DIR}/*.tar.gz -C /opt/ml/code; {pip}"
+        f"tar -xzf {CODE_DIR}/*.gz -C /opt/ml/code; {pip}"  # a CDK file asset's key is <hash>.gz
         f'exec python /opt/ml/code/{program} "$@"'
     )
     return ["bash", "-c", script, program]
@@ -183,6 +183,8 @@ def _build(**a) -> str:
     p = {
         "base_model": ParameterString("BaseModelId", default_value=a["base_model_id"]),
         "dataset": ParameterString("DatasetUri", default_value=a["dataset_uri"]),
+        # Bad records stop the pipeline (each is named in the Preprocess log) or are skipped and counted.
+        "on_invalid": ParameterString("InvalidRecords", default_value="error", enum_values=["error", "skip"]),
         "lora_rank": ParameterInteger("LoraRank", default_value=a["lora_rank"]),
         "lora_alpha": ParameterInteger("LoraAlpha", default_value=a["lora_alpha"]),
         "epochs": ParameterInteger("Epochs", default_value=a["epochs"]),
@@ -243,7 +245,7 @@ def _build(**a) -> str:
             outputs=[s3_out(name, f"/opt/ml/processing/output/{name}", out(STEP_PREPROCESS, name))
                      for name in ("train", "test", "report")],
             arguments=["--input-dir", "/opt/ml/processing/input/data",
-                       "--output-dir", "/opt/ml/processing/output"],
+                       "--output-dir", "/opt/ml/processing/output", "--on-invalid", p["on_invalid"]],
         ),
         cache_config=cache, retry_policies=job_retries,
     )

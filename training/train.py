@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if stopper.requested:
         if rank == 0:
             print(f"stopped by SIGTERM; checkpoint saved at step {trainer.state.global_step}", flush=True)
+            print("TRAIN_SUMMARY " + json.dumps(summary), flush=True)
             if run:
                 import mlflow
 

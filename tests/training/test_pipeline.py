@@ -177,6 +177,7 @@ def test_register_creates_a_pending_package_with_metrics_and_model_card(definiti
 def test_parameters_caching_retries_checkpoints_and_mlflow(definition):
     assert parameter_defaults(definition) == {
         "Parameters.BaseModelId": "meta-llama/Llama-3.2-3B-Instruct", "Parameters.DatasetUri": INPUTS["dataset_uri"],
+        "Parameters.InvalidRecords": "error",
         "Parameters.LoraRank": 16, "Parameters.LoraAlpha": 32, "Parameters.Epochs": 3, "Parameters.LearningRate": 2e-4,
         "Parameters.PreprocessInstanceType": "ml.m5.xlarge", "Parameters.TrainingInstanceType": "ml.g5.2xlarge",
         "Parameters.TrainingInstanceCount": 2, "Parameters.EvaluateInstanceType": "ml.g5.xlarge",
@@ -327,11 +328,12 @@ def test_the_preprocess_container_command_unpacks_the_code_and_runs(definition, 
         for f in sorted(TRAINING.rglob("*")):
             if f.is_file() and "__pycache__" not in f.parts:
                 tar.add(f, arcname=f.relative_to(TRAINING).as_posix())
-    (code / "0123abcd.tar.gz").write_bytes(buffer.getvalue())
+    (code / "0123abcd.gz").write_bytes(buffer.getvalue())  # CDK uploads a file asset as <hash>.gz
     data = tmp_path / "opt/ml/processing/input/data"
     data.mkdir(parents=True)
     (data / "records.jsonl").write_bytes((raw_dir / "records.jsonl").read_bytes())
-    command = [part.replace("/opt/ml", opt) for part in [*app["ContainerEntrypoint"], *app["ContainerArguments"]]]
+    arguments = [resolve(a, parameter_defaults(definition)) for a in app["ContainerArguments"]]
+    command = [part.replace("/opt/ml", opt) for part in [*app["ContainerEntrypoint"], *arguments]]
     proc = subprocess.run(command, env={**env(), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

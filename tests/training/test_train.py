@@ -58,12 +58,15 @@ def test_the_run_is_recorded_in_mlflow_with_params_metrics_and_system_metrics(tr
     assert any(k.startswith("system/") for k in run_.data.metrics), sorted(run_.data.metrics)
 
 
-def test_a_run_stopped_by_sigterm_after_a_checkpoint_resumes_from_it(dataset, tiny_base, tmp_path):
-    """A spot interruption: SIGTERM saves a checkpoint and exits 143; the next start continues the step count."""
+def test_a_run_stopped_by_sigterm_after_a_checkpoint_resumes_from_it(dataset, tiny_base, mlflow_server, tmp_path):
+    """A spot interruption: SIGTERM saves a checkpoint and exits 143; the next start continues the step
+    count, and the MLflow run."""
     cmd = [PYTHON, program("train.py"), *TRAIN_FLAGS, "--max-steps", "25", "--save-steps", "5",
            "--train-dir", str(dataset.train), "--base-model", str(tiny_base),
            "--model-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt")]
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tracking = {"MLFLOW_TRACKING_URI": mlflow_server.wait_ready(), "MLFLOW_EXPERIMENT_NAME": "training-tests-resume"}
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env(**tracking), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
     deadline = time.monotonic() + 180
     while not (tmp_path / "ckpt" / "checkpoint-5" / "trainer_state.json").exists():
         assert first.poll() is None, first.stdout.read()[-3000:]
@@ -77,11 +80,21 @@ def test_a_run_stopped_by_sigterm_after_a_checkpoint_resumes_from_it(dataset, ti
     assert (tmp_path / "ckpt" / f"checkpoint-{stopped_at}" / "trainer_state.json").is_file()
     assert not (tmp_path / "model").exists()  # an interrupted run writes no model
 
-    second = run(cmd[1:])
+    interrupted = marked_json(out, "TRAIN_SUMMARY")
+    assert interrupted["stopped"] and interrupted["global_step"] == stopped_at
+
+    second = run(cmd[1:], **tracking)
     s = marked_json(second.stdout, "TRAIN_SUMMARY")
     assert f"resuming from checkpoint-{stopped_at} (step {stopped_at})" in second.stdout
     assert s["resumed_from_step"] == stopped_at and s["global_step"] == 25 and s["steps_run"] == 25 - stopped_at
     assert (tmp_path / "model" / "adapter_model.safetensors").is_file()
+
+    from mlflow import MlflowClient
+
+    assert s["mlflow_run_id"] == interrupted["mlflow_run_id"]  # one run across the interruption
+    client = MlflowClient(mlflow_server.url)
+    assert client.get_run(s["mlflow_run_id"]).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(s["mlflow_run_id"], "loss")][-1] == 25
 
 
 def test_an_incomplete_checkpoint_is_not_resumed_from(tmp_path):
