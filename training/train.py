@@ -121,33 +121,27 @@ def training_template(tokenizer, explicit: Path | None) -> str | None:
     return None  # trl patches the templates it knows, and says so clearly for the others
 
 
-class StopOnSigterm:
-    """Turns SIGTERM into 'save a checkpoint now and stop' at the next step, on every rank."""
+def sigterm_callback():
+    """A callback turning SIGTERM into 'save a checkpoint now and stop' at the next step, on every rank."""
+    import torch
+    import torch.distributed as dist
+    from transformers import TrainerCallback
 
-    def __init__(self):
-        from transformers import TrainerCallback
+    class StopOnSigterm(TrainerCallback):
+        requested = False
 
-        self.requested = False
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
-        outer = self
+        def on_step_end(self, args, state, control, **kwargs):
+            stop = self.requested
+            if dist.is_available() and dist.is_initialized():  # every rank stops at the same step
+                flag = torch.tensor([int(stop)], device=args.device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                stop = bool(flag.item())
+            if stop:
+                self.requested = control.should_save = control.should_training_stop = True
 
-        class _Callback(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                import torch.distributed as dist
-
-                stop = outer.requested
-                if dist.is_available() and dist.is_initialized():  # all ranks stop at the same step
-                    import torch
-
-                    flag = torch.tensor([int(stop)], device=args.device)
-                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                    stop = bool(flag.item())
-                if stop:
-                    outer.requested = True
-                    control.should_save = True
-                    control.should_training_stop = True
-
-        self.callback = _Callback()
+    callback = StopOnSigterm()
+    signal.signal(signal.SIGTERM, lambda *_: setattr(callback, "requested", True))
+    return callback
 
 
 def start_mlflow_run(args, checkpoint_dir: Path, params: dict):
@@ -199,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
               "lora_dropout": args.lora_dropout, "target_modules": args.target_modules,
               "max_length": args.max_length, "train_examples": len(rows), "world_size": world}
     run = start_mlflow_run(args, checkpoint_dir, params) if rank == 0 else None
-    stopper = StopOnSigterm()
+    stopper = sigterm_callback()
     gradient_checkpointing = cuda if args.gradient_checkpointing is None else args.gradient_checkpointing
     config = SFTConfig(
         output_dir=str(checkpoint_dir), num_train_epochs=args.epochs, max_steps=args.max_steps,
@@ -213,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         ddp_find_unused_parameters=False if world > 1 else None, dataloader_num_workers=0,
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, peft_config=lora, callbacks=[stopper.callback])
+                         processing_class=tokenizer, peft_config=lora, callbacks=[stopper])
 
     resume = latest_checkpoint(checkpoint_dir)
     resumed_step = json.loads((resume / "trainer_state.json").read_text())["global_step"] if resume else 0
