@@ -42,10 +42,12 @@ def main() -> int:
         root = Path(tmp)
         _run([str(TRAINING / "generate.py"), "--output", str(root / "raw" / "r.jsonl"), "--count", "300"])
         _run([str(TRAINING / "preprocess.py"), "--input-dir", str(root / "raw"), "--output-dir", str(root / "data")])
-        base = build_tiny_model(root / "base", corpus=(root / "data" / "train" / "train.jsonl").read_text().splitlines()[:80])
+        corpus = (root / "data" / "train" / "train.jsonl").read_text().splitlines()[:80]
+        base = build_tiny_model(root / "base", corpus=corpus)
         rates = {}
         for threads in (1, 2):
-            out = _run([str(TRAINING / "train.py"), "--train-dir", str(root / "data" / "train"), "--base-model", str(base),
+            out = _run([str(TRAINING / "train.py"), "--train-dir", str(root / "data" / "train"),
+                        "--base-model", str(base),
                         "--model-dir", str(root / f"model{threads}"), "--checkpoint-dir", str(root / f"ckpt{threads}"),
                         "--max-steps", str(args.steps), "--save-steps", str(args.steps), "--batch-size", "4",
                         "--gradient-accumulation-steps", "1", "--max-length", "512", "--logging-steps", "5",

@@ -212,7 +212,8 @@ def _build(**a) -> str:
     cache = CacheConfig(enable_caching=True, expire_after="P30D")
     job_retries = [
         SageMakerJobStepRetryPolicy(
-            exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR, SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
+            exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                             SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
             interval_seconds=60, backoff_rate=2.0, max_attempts=5),
         StepRetryPolicy(
             exception_types=[StepExceptionTypeEnum.THROTTLING, StepExceptionTypeEnum.SERVICE_FAULT],
@@ -371,6 +372,11 @@ def _default_model_card() -> str:
     }, sort_keys=True)
 
 
+# transformers 5 needs PyTorch >= 2.6 (it disables an older torch): a 2.6+ PyTorch DLC.
+_SAMPLE_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+                 "pytorch-training:2.8.0-gpu-py312-cu129-ubuntu22.04-sagemaker")
+
+
 def _sample() -> dict:
     """Placeholder values for humans reading the definition."""
     return dict(
@@ -384,8 +390,8 @@ def _sample() -> dict:
         model_package_group="clinical-diagnosis-llama",
         mlflow_arn="arn:aws:sagemaker:us-east-1:111111111111:mlflow-app/app-example",
         mlflow_experiment="clinical-diagnosis",
-        training_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker",
-        processing_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker",
+        training_image=_SAMPLE_IMAGE,
+        processing_image=_SAMPLE_IMAGE,
         base_model_id="meta-llama/Llama-3.2-3B-Instruct",
         preprocess_instance_type="ml.m5.xlarge", training_instance_type="ml.g5.2xlarge", training_instance_count=1,
         evaluate_instance_type="ml.g5.2xlarge", use_spot=True, max_runtime_seconds=86400,

@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(default: $SM_CHANNEL_TRAIN)")
     g.add_argument("--base-model", default=default("SM_CHANNEL_BASE"),
                    help="Hugging Face model id or folder (default: $SM_CHANNEL_BASE)")
-    g.add_argument("--model-dir", default=default("SM_MODEL_DIR"), help="where the adapter goes (default: $SM_MODEL_DIR)")
+    g.add_argument("--model-dir", default=default("SM_MODEL_DIR"),
+                   help="where the adapter goes (default: $SM_MODEL_DIR)")
     g.add_argument("--checkpoint-dir", default=CHECKPOINTS if in_sagemaker_training() else None,
                    help=f"checkpoints; resumes from the latest (default in SageMaker: {CHECKPOINTS})")
     g.add_argument("--output-data-dir", default=default("SM_OUTPUT_DATA_DIR"),

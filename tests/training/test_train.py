@@ -123,7 +123,8 @@ def test_two_process_torchrun_trains_with_ddp(dataset, tiny_base, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--base-model", "x", "--model-dir", "m", "--checkpoint-dir", "c"], "training data folder not given: pass --train-dir"),
+    (["--base-model", "x", "--model-dir", "m", "--checkpoint-dir", "c"],
+     "training data folder not given: pass --train-dir"),
     (["--train-dir", "nowhere", "--base-model", "x", "--model-dir", "m", "--checkpoint-dir", "c"],
      "training data folder nowhere is not a directory"),
     (["--train-dir", ".", "--model-dir", "m", "--checkpoint-dir", "c"], "--base-model is required outside SageMaker"),
