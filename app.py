@@ -2,10 +2,12 @@
 """CDK entry point: `cdk synth` runs this. Everything is built from config/ by stacks.app_builder."""
 
 import sys
+from pathlib import Path
 
 import aws_cdk as cdk
 
 from stacks.app_builder import build_app
+from stacks.assembly import normalize
 from stacks.settings import ConfigError
 
 app = cdk.App()
@@ -13,4 +15,4 @@ try:
     build_app(app)
 except ConfigError as e:
     sys.exit(f"error: {e}")
-app.synth()
+normalize(Path(app.synth().directory))

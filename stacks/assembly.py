@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+# Stack traces that CDK records with acknowledgments made during validation name the jsii kernel's
+# random temporary folder; it is the only thing that differs between two syntheses.
+_JSII_KERNEL_DIR = re.compile(r'[^"\s]*/jsii-kernel-[A-Za-z0-9]+/')
 
 
 @dataclass(frozen=True)
@@ -41,3 +46,12 @@ def stacks(outdir: Path) -> list[StackArtifact]:
 def missing_context(outdir: Path) -> list[dict]:
     """Context lookups the app asked for (must be empty: synth never calls AWS)."""
     return [m for p in sorted(Path(outdir).glob("**/manifest.json")) for m in json.loads(p.read_text()).get("missing", [])]
+
+
+def normalize(outdir: Path) -> None:
+    """Make the cloud assembly byte-identical across syntheses (see ``_JSII_KERNEL_DIR``)."""
+    for path in [*Path(outdir).glob("**/*.metadata.json"), *Path(outdir).glob("**/validation-report.json")]:
+        text = path.read_text()
+        fixed = _JSII_KERNEL_DIR.sub("<jsii-kernel>/", text)
+        if fixed != text:
+            path.write_text(fixed)

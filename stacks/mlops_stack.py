@@ -75,6 +75,9 @@ class MlopsStack(Stack):
         self.model_package_group_name = reg.model_package_group
         self.model_package_group_arn = self.registry.group_arn
 
+        base_model_prefix = next(
+            m.artifact_prefix for m in settings.inference.models if m.name == settings.approved_adapter_base
+        )
         training_pipeline = TrainingPipeline(
             self, "Pipeline",
             pipeline_name=tr.pipeline_name,
@@ -82,6 +85,7 @@ class MlopsStack(Stack):
             datasets_bucket=datasets_bucket,
             dataset_prefix=tr.dataset_prefix,
             artifacts_bucket=artifacts_bucket,
+            base_model_prefix=base_model_prefix,
             output_prefix=settings.inference.adapter_artifact_prefix,
             checkpoint_prefix=tr.checkpoint_prefix,
             key=key,
@@ -96,8 +100,8 @@ class MlopsStack(Stack):
         group_versions = f"Resource::arn:*:sagemaker:*:model-package/{reg.model_package_group.lower()}/[*]"
         compliance.acknowledge_wildcards(
             training_pipeline.role, compliance.PIPELINE_ROLE,
-            *(f"Resource::*/{p}/[*]" for p in (tr.dataset_prefix.strip("/"), training_pipeline.output_prefix,
-                                               training_pipeline.checkpoint_prefix)),
+            *(f"Resource::*/{p}/[*]" for p in (tr.dataset_prefix.strip("/"), base_model_prefix.strip("/"),
+                                               training_pipeline.output_prefix, training_pipeline.checkpoint_prefix)),
             "Resource::arn:*:sagemaker:*:processing-job/pipelines-[*]",
             "Resource::arn:*:sagemaker:*:training-job/pipelines-[*]",
             group_versions,

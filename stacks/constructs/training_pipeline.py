@@ -101,6 +101,7 @@ class TrainingPipeline(Construct):
         datasets_bucket: s3.IBucket,
         dataset_prefix: str,
         artifacts_bucket: s3.IBucket,
+        base_model_prefix: str,
         output_prefix: str,
         checkpoint_prefix: str,
         key: kms.IKey,
@@ -127,6 +128,9 @@ class TrainingPipeline(Construct):
         vpc = bool(subnet_ids and security_group_ids)
         self._grant(stack, training, source, datasets_bucket, dataset_prefix, artifacts_bucket, key, registry, mlflow,
                     vpc=vpc)
+        # The base weights come from the artifacts bucket (the same prefix the endpoint serves): jobs download
+        # nothing from a model hub, need no token, and run in subnets without internet.
+        grant_prefix(self.role, artifacts_bucket, base_model_prefix.strip("/"), key=key)
 
         ph: dict[str, tuple[str, str]] = {
             "ExecutionRoleArn": (f"arn:aws:iam::000000000000:role/{_MARK}-pipeline-role", self.role.role_arn),
@@ -157,7 +161,7 @@ class TrainingPipeline(Construct):
             mlflow_experiment=mlflow_experiment,
             training_image=training.training_image,
             processing_image=training.processing_image,
-            base_model_id=training.base_model_id,
+            base_model_id=f"s3://{lit('ArtifactsBucket')}/{base_model_prefix}",
             preprocess_instance_type=training.preprocess_instance_type,
             training_instance_type=training.training_instance_type,
             training_instance_count=training.training_instance_count,

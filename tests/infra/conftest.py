@@ -20,6 +20,7 @@ from aws_cdk import App  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
 from stacks.app_builder import build_app  # noqa: E402
+from stacks.assembly import normalize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CDK_JSON = json.loads((ROOT / "cdk.json").read_text())
@@ -41,7 +42,7 @@ def synth(outdir: str | None = None, **context):
     """Build and synthesize an app; returns {env name: stage}. Raises on invalid config or compliance findings."""
     app = make_app(outdir, **context)
     stages = build_app(app)
-    app.synth()
+    normalize(Path(app.synth().directory))
     return stages
 
 

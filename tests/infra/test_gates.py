@@ -4,6 +4,7 @@ and the templates match the reviewed snapshots (the audit baseline)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 
 from stacks.app_builder import build_app
 from stacks.assembly import missing_context, stacks
-from tests.infra.conftest import make_app, synth
+from tests.infra.conftest import CDK_CONTEXT, ROOT, make_app
 from tests.infra.snapshots import snapshot_path
 
 
@@ -40,9 +41,15 @@ def test_cfn_lint_reports_nothing(assembly):
 
 
 def test_synth_is_deterministic(assembly, tmp_path):
-    synth(str(tmp_path))
-    first = {s.display_name: s.template.read_bytes() for s in stacks(assembly)}
-    second = {s.display_name: s.template.read_bytes() for s in stacks(tmp_path)}
+    """Two syntheses — this session's and a fresh `python app.py` as the CLI runs it — give the same
+    cloud assembly, byte for byte: templates, asset manifests, metadata."""
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(CDK_CONTEXT), "CDK_OUTDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob("**/*.json"))}
+
+    first, second = files(assembly), files(tmp_path)
     assert first.keys() == second.keys()
     assert [name for name in first if first[name] != second[name]] == []
 
