@@ -70,16 +70,25 @@ class ClinicalAgentRuntime:
         if session_id:
             attributes["session.id"] = session_id
         with _tracer.start_as_current_span("clinical_request", attributes=attributes) as span:
-            result = None
-            async for event in agent.stream_async(prompt, limits={"turns": self.settings.agent_max_turns}):
-                if "data" in event and isinstance(event["data"], str):
-                    yield {"event": "text", "data": event["data"]}
-                elif "message" in event and event["message"].get("role") == "assistant":
-                    for block in event["message"].get("content", []):
-                        if "toolUse" in block:
-                            yield {"event": "tool_call", "name": block["toolUse"]["name"]}
-                elif "result" in event:
-                    result = event["result"]
+            from strands.types.exceptions import MaxTokensReachedException
+
+            result, text, stop_reason = None, [], None
+            try:
+                async for event in agent.stream_async(prompt, limits={"turns": self.settings.agent_max_turns}):
+                    if "data" in event and isinstance(event["data"], str):
+                        text.append(event["data"])
+                        yield {"event": "text", "data": event["data"]}
+                    elif "message" in event and event["message"].get("role") == "assistant":
+                        for block in event["message"].get("content", []):
+                            if "toolUse" in block:
+                                yield {"event": "tool_call", "name": block["toolUse"]["name"]}
+                    elif "result" in event:
+                        result = event["result"]
+                        stop_reason = str(result.stop_reason)
+            except MaxTokensReachedException:
+                # The model's answer was cut at max_tokens: keep what it said; a case still gets its report below.
+                stop_reason = "max_tokens"
+                span.set_attribute("clinical.agent.stop_reason", stop_reason)
 
             report_uri, source = None, None
             if case:
@@ -97,8 +106,8 @@ class ClinicalAgentRuntime:
             yield {
                 "event": "done",
                 "session_id": session_id,
-                "answer": str(result).strip() if result is not None else "",
-                "stop_reason": str(result.stop_reason) if result is not None else None,
+                "answer": (str(result) if result is not None else "".join(text)).strip(),
+                "stop_reason": stop_reason,
                 "report_uri": report_uri,
                 "report_source": source,
                 "tools_called": list(ledger.tools_called),

@@ -27,6 +27,14 @@ REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # moto accepts any
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +91,8 @@ class LocalServer:
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (then SIGKILL) to the server's own process group, whose id is the server's PID."""
+        """SIGTERM (then SIGKILL) to the server's own process group, whose id is the server's PID; returns
+        when every process of the group is gone (workers may outlive the server by a moment)."""
         if self.process.poll() is None:
             os.killpg(self.pid, signal.SIGTERM)
             try:
@@ -91,6 +100,12 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.process.wait(timeout)
+        for sig in (None, signal.SIGKILL):  # wait for the group, then kill what is left and wait again
+            if sig and _group_alive(self.pid):
+                os.killpg(self.pid, sig)
+            deadline = time.monotonic() + timeout
+            while _group_alive(self.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
         self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "LocalServer":

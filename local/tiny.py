@@ -2,7 +2,7 @@
 
 Shared by every test area. Build once per session (session-scoped fixture + tmp_path_factory)::
 
-    from tests.tiny import build_tiny_model, build_tiny_adapter
+    from local.tiny import build_tiny_model, build_tiny_adapter
 
     base = build_tiny_model(tmp_path_factory.mktemp("tiny"))          # -> Path of a HF model folder
     adapter = build_tiny_adapter(base, tmp_path_factory.mktemp("lora"), rank=4)  # -> Path
