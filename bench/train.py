@@ -1,6 +1,6 @@
 """Tokens per second of the tiny-model LoRA training on CPU, at 1 and 2 threads, measured in one run.
 
-For the record: the tiny random-weight Llama from tests/tiny.py, data from training/generate.py and
+For the record: the tiny random-weight Llama from local/tiny.py, data from training/generate.py and
 preprocess.py, and training/train.py itself (fresh process per thread count, OMP_NUM_THREADS set).
 Prints tokens/s for each and the 2-thread / 1-thread ratio.
 
@@ -36,7 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
-    from tests.tiny import build_tiny_model
+    from local.tiny import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

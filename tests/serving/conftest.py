@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.serving.helpers import CONTAINER, Server, backend_cmd, free_port, front_cmd
-from tests.tiny import build_tiny_adapter, build_tiny_model
+from local.tiny import build_tiny_adapter, build_tiny_model
 
 sys.path.insert(0, str(CONTAINER))  # the container's modules are flat files, as in the image
 

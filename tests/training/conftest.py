@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny import build_tiny_model
+from local.tiny import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ROOT / "training"

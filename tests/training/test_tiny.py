@@ -1,10 +1,10 @@
-"""tests/tiny.py, the shared tiny model: what other areas rely on."""
+"""local/tiny.py, the shared tiny model: what other areas rely on."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.tiny import build_tiny_adapter
+from local.tiny import build_tiny_adapter
 
 torch = pytest.importorskip("torch")
 
