@@ -20,6 +20,8 @@ INTERFACE_ENDPOINTS = {
     "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
     "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
     "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "XRay": ec2.InterfaceVpcEndpointAwsService.XRAY,  # the agent runtime's traces
+    "AgentCore": ec2.InterfaceVpcEndpointAwsService.BEDROCK_AGENTCORE,  # the agent runtime's own API
 }
 
 

@@ -342,6 +342,12 @@ class EnvironmentSettings(_Model):
         components = {m.name for m in self.inference.models} | {a.name for a in self.inference.adapters}
         if self.agent.model and self.agent.model not in components | {self.inference.approved_adapter}:
             raise ValueError(f"agent.model: {self.agent.model!r} is not a configured model or adapter")
+        base = next(m for m in self.inference.models if m.name == self.approved_adapter_base)
+        if self.training.lora_rank > base.max_lora_rank:
+            raise ValueError(
+                f"training.lora_rank: {self.training.lora_rank} exceeds max_lora_rank {base.max_lora_rank} of "
+                f"{base.name}, the base that serves the approved adapter"
+            )
         return self
 
 

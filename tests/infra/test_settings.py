@@ -91,3 +91,8 @@ def test_cli_prints_config_error_and_exits_nonzero(tmp_path):
     assert "error: invalid configuration for environment 'prod':" in proc.stderr
     assert "account: '42' is not a 12-digit AWS account id" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_training_rank_must_fit_the_serving_base():
+    with pytest.raises(ConfigError, match=r"environment 'dev':\n  training.lora_rank: 128 exceeds max_lora_rank 64 of llama32-3b"):
+        load_environment("dev", overrides={"training.lora_rank": 128})
