@@ -11,7 +11,11 @@ model package group, and passes only itself, only to SageMaker.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import importlib.metadata
 import json
+import os
 import logging
 import re
 import warnings
@@ -29,7 +33,7 @@ from constructs import Construct
 from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.model_registry import ModelRegistry
 from stacks.constructs.prefix_grants import grant_prefix
-from stacks.constructs.source_archive import source_archive_asset
+from stacks.constructs.source_archive import archive_bytes, source_archive_asset
 from stacks.settings import TrainingSettings
 
 TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
@@ -71,15 +75,35 @@ def _quiet_sdk() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def pipeline_definition(**kwargs: Any) -> str:
-    """``training.pipeline.build_definition(**kwargs)``, memoized; imported lazily (the SageMaker SDK takes seconds)."""
-    cache_key = json.dumps(kwargs, sort_keys=True)
-    if cache_key not in _DEFINITIONS:
-        from training.pipeline import build_definition
+@functools.cache
+def _builder_fingerprint() -> bytes:
+    """What a definition depends on besides its arguments: the training code and the SDK's version."""
+    return hashlib.sha256(archive_bytes(TRAINING_DIR) + importlib.metadata.version("sagemaker").encode()).digest()
 
-        with _quiet_sdk():
-            _DEFINITIONS[cache_key] = build_definition(**kwargs)
-    return _DEFINITIONS[cache_key]
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clinical-agent" / "pipeline-definitions"
+
+
+def pipeline_definition(**kwargs: Any) -> str:
+    """``training.pipeline.build_definition(**kwargs)``, cached in memory and on disk by its arguments, the
+    training code and the SDK version (a build is deterministic, so a cached one is the same bytes): importing
+    the SageMaker SDK and building take seconds, so only the first synth after a change pays for them."""
+    key = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode() + _builder_fingerprint()).hexdigest()
+    if key not in _DEFINITIONS:
+        cached = _cache_dir() / f"{key}.json"
+        if cached.is_file():
+            _DEFINITIONS[key] = cached.read_text()
+        else:
+            from training.pipeline import build_definition
+
+            with _quiet_sdk():
+                _DEFINITIONS[key] = build_definition(**kwargs)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(_DEFINITIONS[key])
+            partial.replace(cached)  # atomic: a concurrent synth never reads half a file
+    return _DEFINITIONS[key]
 
 
 def ecr_repository_arn(image: str, partition: str) -> str:

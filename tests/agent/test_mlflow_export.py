@@ -18,14 +18,8 @@ SYMPTOM = "sudden tearing interscapular pain"
 
 
 @pytest.fixture(scope="module")
-def mlflow_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    args = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-            "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1"]
-    with LocalServer.start(args, port=port, health="/health", timeout=180, cwd=root) as server:
-        yield server.url
+def mlflow_url(mlflow_server):
+    return mlflow_server.url
 
 
 @pytest.fixture(scope="module")

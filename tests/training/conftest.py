@@ -2,19 +2,15 @@
 SageMaker-style environment), on a tiny random-weight Llama, against a real local MLflow server.
 
 Session-scoped and built once: the tiny model, a generated + preprocessed dataset, the MLflow
-server (started first: it takes ~20 s to answer /health), and one end-to-end training run.
+server (shared by the whole session, tests/conftest.py), and one end-to-end training run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,57 +53,6 @@ def marked_json(stdout: str, marker: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.startswith(marker + " ")]
     assert lines, f"no {marker} line in output:\n{stdout[-3000:]}"
     return json.loads(lines[-1][len(marker) + 1:])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """``mlflow server`` (sqlite store, local artifacts) on 127.0.0.1, stopped by its process group id."""
-
-    def __init__(self, root: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = root / "mlflow.log"
-        self.proc = subprocess.Popen(
-            [str(Path(PYTHON).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1"],
-            cwd=root, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-        self._ready = False
-
-    def wait_ready(self, timeout: float = 120) -> str:
-        deadline = time.monotonic() + timeout
-        while not self._ready:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    self._ready = r.status == 200
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server not healthy after {timeout} s") from None
-                time.sleep(0.5)
-        return self.url
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its worker, by our own group id
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +101,7 @@ def trained(mlflow_server, dataset, tiny_base, tmp_path_factory) -> TrainedRun:
           "SM_MODEL_DIR": str(root / "model"), "SM_OUTPUT_DATA_DIR": str(root / "output")}
     proc = run([program("train.py"), *TRAIN_FLAGS, "--max-steps", "40", "--save-steps", "20", "--merge",
                 "--checkpoint-dir", str(root / "checkpoints"), "--run-name", "e2e"],
-               MLFLOW_TRACKING_URI=mlflow_server.wait_ready(), MLFLOW_EXPERIMENT_NAME="training-tests",
+               MLFLOW_TRACKING_URI=mlflow_server.url, MLFLOW_EXPERIMENT_NAME="training-tests",
                MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1", **sm)
     return TrainedRun(root / "model", root / "checkpoints", root / "output",
                       marked_json(proc.stdout, "TRAIN_SUMMARY"), proc.stdout)

@@ -64,7 +64,7 @@ def test_a_run_stopped_by_sigterm_after_a_checkpoint_resumes_from_it(dataset, ti
     cmd = [PYTHON, program("train.py"), *TRAIN_FLAGS, "--max-steps", "25", "--save-steps", "5",
            "--train-dir", str(dataset.train), "--base-model", str(tiny_base),
            "--model-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt")]
-    tracking = {"MLFLOW_TRACKING_URI": mlflow_server.wait_ready(), "MLFLOW_EXPERIMENT_NAME": "training-tests-resume"}
+    tracking = {"MLFLOW_TRACKING_URI": mlflow_server.url, "MLFLOW_EXPERIMENT_NAME": "training-tests-resume"}
     first = subprocess.Popen(cmd, cwd=ROOT, env=env(**tracking), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     deadline = time.monotonic() + 180
