@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.training.conftest import PYTHON, ROOT, TRAIN_FLAGS, env, free_port, marked_json, program, run
+from local.aws import free_port
+from tests.training.conftest import PYTHON, ROOT, TRAIN_FLAGS, env, marked_json, program, run
 
 torch = pytest.importorskip("torch")
 
