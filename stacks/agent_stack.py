@@ -212,4 +212,4 @@ class AgentStack(Stack):
         for statement in statements:
             self.runtime.add_to_role_policy(statement)
         compliance.acknowledge(self.runtime.role, *compliance.agent_runtime_role(self))
-        compliance.acknowledge_wildcard_resources(self.runtime.role, [reports], compliance.AGENT_REPORTS_PREFIX)
+        compliance.acknowledge_wildcards(self.runtime.role, compliance.AGENT_REPORTS_PREFIX, resources=(reports,))

@@ -88,9 +88,14 @@ AVAILABILITY_ZONES = (
 # glob patterns written next to the grants ("*" = any text, "[*]" = a literal "*"): a wildcard that no
 # pattern expects still fails synth.
 
-def acknowledge_wildcards(construct: IConstruct, reason: str, *patterns: str) -> None:
-    """Acknowledge AwsSolutions-IAM5 findings of the IAM policies under ``construct`` that match ``patterns``."""
-    construct.node.add_validation(_WildcardAcks(construct, reason, patterns))
+def acknowledge_wildcards(
+    construct: IConstruct, reason: str, *patterns: str, resources: tuple[str, ...] = ()
+) -> None:
+    """Acknowledge AwsSolutions-IAM5 findings of the IAM policies under ``construct`` that match ``patterns``
+    (globs over finding ids, e.g. ``Resource::*/mlflow/[*]``) or name exactly one of ``resources`` (strings that
+    may hold tokens). Cross-stack references render only once synthesis resolves them, so the findings are
+    computed then: a construct validation runs after that and before the compliance packs."""
+    construct.node.add_validation(_WildcardAcks(construct, reason, patterns, resources))
 
 
 def iam5_findings(policy_document: dict) -> list[str]:
@@ -133,13 +138,15 @@ def _flatten(node) -> str:
 
 @jsii.implements(IValidation)
 class _WildcardAcks:
-    def __init__(self, scope: IConstruct, reason: str, patterns: tuple[str, ...]) -> None:
-        self.scope, self.reason, self.patterns = scope, reason, patterns
+    def __init__(self, scope: IConstruct, reason: str, patterns: tuple[str, ...], resources: tuple[str, ...]) -> None:
+        self.scope, self.reason, self.patterns, self.resources = scope, reason, patterns, resources
 
     def validate(self) -> list[str]:  # runs after references are resolved, before the packs
         from aws_cdk import Stack
         from aws_cdk import aws_iam as iam
 
+        stack = Stack.of(self.scope)
+        exact = {f"Resource::{_flatten(stack.resolve(r))}" for r in self.resources}
         for node in self.scope.node.find_all():
             if isinstance(node, iam.CfnPolicy):
                 documents = [node.policy_document]
@@ -149,7 +156,7 @@ class _WildcardAcks:
                 continue
             for document in documents:
                 for finding in iam5_findings(Stack.of(node).resolve(document)):
-                    if any(fnmatch.fnmatchcase(finding, p) for p in self.patterns):
+                    if finding in exact or any(fnmatch.fnmatchcase(finding, p) for p in self.patterns):
                         acknowledge(node, Ack(f"AwsSolutions-IAM5[{finding}]", self.reason))
         return []
 
@@ -254,30 +261,6 @@ AGENT_REPORTS_PREFIX = (
     "The agent writes one object per report under reports/<patient id>/<timestamp>.md: PutObject only, on that "
     "prefix of the reports bucket only."
 )
-
-
-def acknowledge_wildcard_resources(construct: IConstruct, resources: list[str], reason: str) -> None:
-    """Acknowledge AwsSolutions-IAM5 for exactly ``resources`` (strings that may hold tokens) on ``construct``.
-
-    A cross-stack reference renders only once synthesis resolves references, so the finding ids are computed
-    then: a construct validation runs after that and before the compliance packs.
-    """
-    construct.node.add_validation(_ResourceAcks(construct, resources, reason))
-
-
-@jsii.implements(IValidation)
-class _ResourceAcks:
-    def __init__(self, construct: IConstruct, resources: list[str], reason: str) -> None:
-        self.construct, self.resources, self.reason = construct, resources, reason
-
-    def validate(self) -> list[str]:
-        from aws_cdk import Stack
-
-        stack = Stack.of(self.construct)
-        for resource in self.resources:
-            finding = f"AwsSolutions-IAM5[Resource::{_flatten(stack.resolve(resource))}]"
-            acknowledge(self.construct, Ack(finding, self.reason))
-        return []
 
 
 # --- delivery ---------------------------------------------------------------------------------

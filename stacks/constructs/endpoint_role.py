@@ -76,5 +76,5 @@ def endpoint_execution_role(
         allow(["ec2:CreateNetworkInterface"], [arn("subnet", s) for s in subnet_ids] + [arn("security-group", security_group.security_group_id)])
         allow(ENI_ACTIONS, [arn("network-interface", "*")], {"StringEquals": {"ec2:Vpc": arn("vpc", vpc.vpc_id)}})
         wildcards.append(arn("network-interface", "*"))
-    compliance.acknowledge_wildcard_resources(role, wildcards, compliance.ENDPOINT_ROLE_WILDCARDS)
+    compliance.acknowledge_wildcards(role, compliance.ENDPOINT_ROLE_WILDCARDS, resources=tuple(wildcards))
     return role
