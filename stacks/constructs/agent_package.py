@@ -10,18 +10,19 @@ exactly when what ships changes, and is the same whether CDK bundles this stack 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from typing import Sequence
+
 
 import jsii
 from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_bedrockagentcore as agentcore
+
+from stacks.constructs import pip_install
+from stacks.constructs.pip_install import PackagingError  # noqa: F401 (part of this module's interface)
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_DIR = ROOT / "agent"
@@ -41,27 +42,15 @@ main(["--host", "0.0.0.0", "--port", "8080"])
 _SKIP = re.compile(r"(^|/)(__pycache__|\.[^/]*)(/|$)|\.py[co]$")  # caches, hidden files and folders
 
 
-class PackagingError(RuntimeError):
-    """The agent package cannot be built; the message says what to fix."""
-
-
 def _code_files(source: Path) -> list[Path]:
     return sorted(p for p in source.rglob("*") if p.is_file() and not _SKIP.search(p.relative_to(source).as_posix()))
 
 
-def _digest(parts: Sequence[bytes]) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(len(part).to_bytes(8, "big") + part)
-    return h.hexdigest()
-
-
 def dependencies_hash(requirements: Path, constraints: Path | None = CONSTRAINTS) -> str:
     """The key of the cached dependency tree: the requirements, the lock and the target platform."""
-    if not requirements.is_file():
-        raise PackagingError(f"agent package: {requirements} not found; it lists the agent's runtime dependencies")
-    lock = constraints.read_bytes() if constraints is not None and constraints.is_file() else b""
-    return _digest([requirements.read_bytes(), lock, PYTHON_VERSION.encode(), " ".join(PLATFORMS).encode()])
+    return pip_install.dependencies_hash(
+        requirements, constraints, python_version=PYTHON_VERSION, platforms=PLATFORMS
+    )
 
 
 def package_hash(source: Path, dependencies: Path) -> str:
@@ -71,7 +60,7 @@ def package_hash(source: Path, dependencies: Path) -> str:
     parts += sorted(p.name.encode() for p in dependencies.glob("*.dist-info"))
     for f in _code_files(source):
         parts += [f.relative_to(source).as_posix().encode(), f.read_bytes()]
-    return _digest(parts)
+    return pip_install.digest(parts)
 
 
 def entrypoint(requirements: Path) -> list[str]:
@@ -85,66 +74,17 @@ def cache_root() -> Path:
     """``$AGENT_PACKAGE_CACHE``, else ``$XDG_CACHE_HOME/clinical-agent/agent-deps`` (``~/.cache`` by default)."""
     if os.environ.get("AGENT_PACKAGE_CACHE"):
         return Path(os.environ["AGENT_PACKAGE_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "clinical-agent" / "agent-deps"
-
-
-def pip_command(requirements: Path, target: Path, constraints: Path | None = CONSTRAINTS) -> list[str]:
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
-           "--no-compile", "--no-warn-conflicts", "--only-binary=:all:",
-           "--implementation", "cp", "--python-version", PYTHON_VERSION]
-    cmd += [f"--platform={p}" for p in PLATFORMS]
-    cmd += ["--target", str(target), "-r", str(requirements)]
-    if constraints is not None and constraints.is_file():
-        cmd += ["-c", str(constraints)]
-    return cmd
+    return pip_install.cache_root("agent-deps")
 
 
 def ensure_dependencies(
-    requirements: Path,
-    *,
-    constraints: Path | None = CONSTRAINTS,
-    cache: Path | None = None,
-    run=subprocess.run,
+    requirements: Path, *, constraints: Path | None = CONSTRAINTS, cache: Path | None = None, run=subprocess.run
 ) -> Path:
-    """The cached dependency tree for ``requirements``; built with pip (network to PyPI) only when missing."""
-    cache = cache or cache_root()
-    done = cache / dependencies_hash(requirements, constraints)
-    if done.is_dir():
-        return done
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = cache / f"{done.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    cmd = pip_command(requirements, partial, constraints)
-    hint = (f"a fresh agent bundle for {requirements.name} (dependencies hash {done.name[:12]}) needs pip and "
-            f"access to PyPI, once; it is then cached in {cache}")
-    try:
-        proc = run(cmd, capture_output=True, text=True)
-    except OSError as e:
-        raise PackagingError(f"agent package: cannot run pip ({e}); {hint}") from None
-    if proc.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-15:])
-        raise PackagingError(
-            f"agent package: pip could not install {requirements} for linux/arm64 "
-            f"(python {PYTHON_VERSION}, {', '.join(PLATFORMS)}; exit {proc.returncode}); {hint}.\n{tail}"
-        )
-    _portable_scripts(partial / "bin")
-    try:
-        partial.rename(done)  # atomic: a tree under its final name is always complete
-    except OSError:
-        if not done.is_dir():
-            raise
-        shutil.rmtree(partial, ignore_errors=True)  # built concurrently by another synth
-    return done
-
-
-def _portable_scripts(bin_dir: Path) -> None:
-    """pip writes this machine's interpreter into console scripts' shebangs; the runtime has its own python3."""
-    for script in bin_dir.glob("*") if bin_dir.is_dir() else ():
-        text = script.read_bytes()
-        if text.startswith(b"#!") and b"python" in text.split(b"\n", 1)[0]:
-            script.write_bytes(b"#!/usr/bin/env python3" + text[text.index(b"\n"):])
+    """The cached linux/arm64 dependency tree for ``requirements``; built with pip only when missing."""
+    return pip_install.ensure_dependencies(
+        requirements, python_version=PYTHON_VERSION, platforms=PLATFORMS, cache=cache or cache_root(),
+        label="the agent runtime, linux/arm64", constraints=constraints, run=run,
+    )
 
 
 def _link_or_copy(src: str, dst: str) -> None:

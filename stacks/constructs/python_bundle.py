@@ -10,75 +10,34 @@ dependencies it ships do (not when an unrelated pin in the lock moves).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
-ROOT = Path(__file__).resolve().parents[2]
-CONSTRAINTS = ROOT / "constraints.txt"
+from stacks.constructs import pip_install
+
 PLATFORM = "manylinux2014_x86_64"
 _SKIP = ("__pycache__", ".pyc", ".pytest_cache")
-
-
-class BundlingError(RuntimeError):
-    """The function's dependencies could not be installed for the Lambda platform."""
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clinical-agent" / "lambda-deps"
 
 
 def _source_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not any(s in p.as_posix() for s in _SKIP))
 
 
-def _digest(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(hashlib.sha256(part).digest())
-    return h.hexdigest()
-
-
 @jsii.implements(ILocalBundling)
 class _PipBundler:
     def __init__(self, folder: Path, python_version: str) -> None:
         self.folder, self.python_version = folder, python_version
-        requirements = folder / "requirements.txt"
-        constraints = CONSTRAINTS.read_bytes() if CONSTRAINTS.exists() else b""
-        self.deps_key = _digest(requirements.read_bytes(), constraints, f"{PLATFORM} {python_version}".encode())
 
     def dependencies(self) -> Path:
         """The installed requirements (cached)."""
-        cached = _cache_root() / self.deps_key
-        if cached.is_dir():
-            return cached
-        staging = cached.with_name(cached.name + f".tmp{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-               "--target", str(staging), "--platform", PLATFORM, "--only-binary=:all:", "--implementation", "cp",
-               "--python-version", self.python_version, "-r", str(self.folder / "requirements.txt")]
-        if CONSTRAINTS.exists():
-            cmd += ["-c", str(CONSTRAINTS)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise BundlingError(
-                f"bundling {self.folder.name}: pip could not install {self.folder / 'requirements.txt'} for "
-                f"{PLATFORM} / Python {self.python_version} (a first synth needs the package index; later ones "
-                f"use the cache in {cached.parent}):\n{done.stderr.strip()[-2000:]}"
-            )
-        try:
-            staging.rename(cached)  # atomic: a half-written cache is never used
-        except OSError:  # another synth finished the same install first
-            shutil.rmtree(staging, ignore_errors=True)
-        return cached
+        return pip_install.ensure_dependencies(
+            self.folder / "requirements.txt", python_version=self.python_version, platforms=(PLATFORM,),
+            cache=pip_install.cache_root("lambda-deps"), label=f"Lambda {self.folder.name}, linux/x86_64",
+        )
 
     def installed(self) -> list[str]:
         return sorted(p.name for p in self.dependencies().glob("*.dist-info"))
@@ -98,11 +57,13 @@ def python_function_code(folder: Path, runtime: lambda_.Runtime) -> lambda_.Code
         raise FileNotFoundError(f"{folder}: a Lambda function folder needs a requirements.txt")
     python_version = runtime.name.removeprefix("python")
     bundler = _PipBundler(folder, python_version)
-    source_hash = _digest(*(p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes()
-                            for p in _source_files(folder)))
+    source_hash = pip_install.digest([p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes()
+                                      for p in _source_files(folder)])
     return lambda_.Code.from_asset(
         str(folder),
         asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=_digest(source_hash.encode(), "\n".join([PLATFORM, python_version, *bundler.installed()]).encode()),
+        asset_hash=pip_install.digest(
+            [source_hash.encode(), "\n".join([PLATFORM, python_version, *bundler.installed()]).encode()]
+        ),
         bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling-only"), local=bundler),
     )
