@@ -18,13 +18,12 @@ from aws_cdk import CfnOutput, DefaultStackSynthesizer, Duration, Environment, R
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
 from aws_cdk import pipelines
 from constructs import Construct
 
 from stacks import compliance
-from stacks.constructs.log_group import encrypted_log_group
-from stacks.constructs.secure_bucket import secure_bucket
+from stacks.constructs.log_group import allow_log_groups, encrypted_log_group
+from stacks.constructs.secure_bucket import access_log_bucket, secure_bucket
 from stacks.settings import DeliverySettings, EnvironmentSettings
 from stacks.stage import ClinicalAgentStage
 
@@ -104,28 +103,14 @@ class DeliveryStack(Stack):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                resources=["*"],  # in a key policy, "*" is this key
-                conditions={"ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": f"arn:{self.partition}:logs:{self.region}:{self.account}:*"
-                }},
-            )
-        )
-        access_logs = s3.Bucket(
+        allow_log_groups(self.key)
+        access_logs = access_log_bucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,  # log delivery supports only SSE-S3
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            enforce_ssl=True,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(settings.log_retention_days))],
-            removal_policy=RemovalPolicy.RETAIN,
+            retention_days=settings.log_retention_days,
+            noncurrent_version_days=settings.artifact_noncurrent_version_days,
+            destroy=False,
         )
-        compliance.acknowledge(access_logs, *compliance.ACCESS_LOG_BUCKET)
         self.artifact_bucket = secure_bucket(
             self,
             "Artifacts",

@@ -1,4 +1,5 @@
-"""A bucket that passes the compliance packs: SSE-KMS, versioning, no public access, TLS only, access-logged."""
+"""Buckets that pass the compliance packs: SSE-KMS, versioning, no public access, TLS only, access-logged;
+and the server-access-log bucket they log to."""
 
 from __future__ import annotations
 
@@ -41,4 +42,29 @@ def secure_bucket(
         auto_delete_objects=destroy,
     )
     compliance.acknowledge(bucket, *compliance.DATA_BUCKET)
+    return bucket
+
+
+def access_log_bucket(
+    scope: Construct, id: str, *, retention_days: int, noncurrent_version_days: int, destroy: bool
+) -> s3.Bucket:
+    """The target of server access logging: SSE-S3, the only encryption log delivery supports."""
+    bucket = s3.Bucket(
+        scope,
+        id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        versioned=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+        enforce_ssl=True,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                expiration=Duration.days(retention_days),
+                noncurrent_version_expiration=Duration.days(noncurrent_version_days),
+            )
+        ],
+        removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
+        auto_delete_objects=destroy,
+    )
+    compliance.acknowledge(bucket, *compliance.ACCESS_LOG_BUCKET)
     return bucket
