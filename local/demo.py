@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -290,6 +291,7 @@ class Demo:
         })
 
         self.out("      POST /invocations with the seed case ...")
+        asked_ms = int(time.time() * 1000)
         r = httpx.post(f"{agent}/invocations", json={"case": SEED_CASE}, timeout=600,
                        headers={"X-Amzn-Bedrock-AgentCore-Runtime-Session-Id": "demo-session-0001-abcdefghijklmnopq"})
         if r.status_code != 200:
@@ -300,14 +302,15 @@ class Demo:
         local_copy = self.work / "reports" / key  # moto keeps objects in memory: keep a copy to read later
         local_copy.parent.mkdir(parents=True, exist_ok=True)
         local_copy.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        trace = self._wait_for_trace(mlflow_uri, "clinical-agent-demo-traces")
+        trace = self._wait_for_trace(mlflow_uri, "clinical-agent-demo-traces", since_ms=asked_ms)
         return {
             "answer": result.get("answer", ""), "report_uri": result["report_uri"],
             "report_encryption": head.get("ServerSideEncryption"), "report_bytes": head["ContentLength"],
             "report_copy": str(local_copy), "trace": trace,
         }
 
-    def _wait_for_trace(self, uri: str, experiment: str, timeout: float = 60) -> dict:
+    def _wait_for_trace(self, uri: str, experiment: str, *, since_ms: int, timeout: float = 60) -> dict:
+        """This request's trace (the store keeps earlier runs' traces too)."""
         from mlflow import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
@@ -315,7 +318,7 @@ class Demo:
         while time.monotonic() < deadline:
             exp = client.get_experiment_by_name(experiment)
             traces = client.search_traces(locations=[exp.experiment_id]) if exp else []
-            for t in traces:
+            for t in (t for t in traces if t.info.timestamp_ms >= since_ms):
                 names = sorted({sp.name for sp in t.data.spans})
                 if "diagnose" in names:
                     return {"trace_id": t.info.trace_id, "experiment_id": exp.experiment_id, "spans": names}
@@ -350,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{field.replace('_', '-')}", type=int, default=Settings.__dataclass_fields__[field].default)
     args = p.parse_args(argv)
     settings = Settings(**{k: v for k, v in vars(args).items()})
+    # The sagemaker-mlflow plugin warns on every request to a non-ARN tracking URI; harmless here.
+    logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
     demo = Demo(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
