@@ -255,5 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def leave_process_group() -> None:
+    """Wait for every rank, then tear the process group down: a rank exiting while another still
+    writes would have its communication threads killed at interpreter exit (SIGABRT), and torchrun
+    would then stop the whole job."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    leave_process_group()
+    sys.exit(code)
