@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup synth test bench diff deploy snapshot diagram demo mlflow-ui lint clean
+.PHONY: help setup synth test check format bench diff deploy snapshot diagram demo mlflow-ui lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,26 +37,35 @@ setup: $(VENV)/.stamp node_modules/.stamp ## create the virtualenv and install t
 synth: setup ## synthesize every environment into cdk.out and print a summary
 	rm -rf cdk.out
 	$(CDK) synth --quiet "**"   # "**" selects the stacks inside the stages, so compliance findings fail here
-	$(PY) -m stacks.summary cdk.out
+	$(PY) -m tools.summary cdk.out
 
 test: setup ## run every test
 	$(PY) -m pytest
 
+check: setup ## format check, lint and type check (ruff, mypy), as CI runs them
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: setup ## format the code and apply ruff's safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
 bench: setup ## run the benchmarks (ratios measured in one run)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-snapshot: setup ## refresh the per-environment template snapshots (review the diff!)
-	$(PY) -m tests.infra.snapshots --update
+snapshot: setup ## refresh the reviewed baselines in baselines/ (review the diff!)
+	$(PY) -m tools.baselines --update
 
 diff: setup ## audit: diff ENV's synth against its committed baseline (FAIL_ON=destructive to gate)
-	$(PY) -m stacks.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
+	$(PY) -m tools.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
 
 deploy: setup ## deploy one environment directly: make deploy ENV=dev (needs credentials for its account)
 	$(CDK) deploy "$$($(PY) -c 'from stacks.settings import load_environment as l; print(l("$(ENV)").stage_id)')/*" \
 		-c environments=$(ENV) --require-approval broadening
 
 diagram: synth ## render docs/architecture.png from the synthesized app (STAGE=Prod; one cluster per stack)
-	$(PY) -m stacks.diagram cdk.out --stage $(or $(STAGE),Prod) --output docs/architecture.png
+	$(PY) -m tools.diagram cdk.out --stage $(or $(STAGE),Prod) --output docs/architecture.png
 
 lint: synth ## cfn-lint over every synthesized template
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json')

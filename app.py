@@ -7,8 +7,8 @@ from pathlib import Path
 import aws_cdk as cdk
 
 from stacks.app_builder import build_app
-from stacks.assembly import normalize
 from stacks.settings import ConfigError
+from tools.assembly import normalize
 
 app = cdk.App()
 try:

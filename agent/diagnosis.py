@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from agent.errors import DiagnosisError
 from agent.prompts import CLINICAL_SUPER_PROMPT
@@ -63,7 +64,7 @@ class Diagnoser:
         }
         if self.inference_component:
             request["InferenceComponentName"] = self.inference_component
-        attributes = {
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.system": "aws.sagemaker",
             "gen_ai.request.model": self.inference_component or self.endpoint_name,
@@ -73,9 +74,7 @@ class Diagnoser:
             "sagemaker.inference_component": self.inference_component or "",
             "diagnosis.prompt": case if self.record_prompts else REDACTED,
         }
-        with self._tracer.start_as_current_span(
-            "diagnose", kind=trace.SpanKind.CLIENT, attributes=attributes
-        ) as span:
+        with self._tracer.start_as_current_span("diagnose", kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
             start = time.perf_counter()
             text = ""
             try:

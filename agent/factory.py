@@ -31,7 +31,7 @@ class ClinicalServices:
     diagnoser: Diagnoser
 
     @classmethod
-    def from_settings(cls, settings: AgentRuntimeSettings, session: Any = None) -> "ClinicalServices":
+    def from_settings(cls, settings: AgentRuntimeSettings, session: Any = None) -> ClinicalServices:
         import boto3
 
         session = session or boto3.Session(region_name=settings.aws_region)
@@ -59,10 +59,9 @@ def build_model(settings: AgentRuntimeSettings, session: Any = None) -> Any:
     """``SageMakerAIModel`` on the settings' endpoint and inference component."""
     from strands.models.sagemaker import SageMakerAIModel
 
-    endpoint_config: dict[str, Any] = {
-        "endpoint_name": settings.sagemaker_endpoint_name,
-        "region_name": settings.aws_region,
-    }
+    endpoint_config = SageMakerAIModel.SageMakerAIEndpointConfig(
+        endpoint_name=settings.sagemaker_endpoint_name, region_name=settings.aws_region
+    )
     if settings.sagemaker_inference_component:
         endpoint_config["inference_component_name"] = settings.sagemaker_inference_component
     return SageMakerAIModel(

@@ -74,7 +74,7 @@ class InvocationRequest(_Strict):
     stream: bool = False
 
     @model_validator(mode="after")
-    def _something_to_do(self) -> "InvocationRequest":
+    def _something_to_do(self) -> InvocationRequest:
         if self.prompt is None and self.case is None:
             raise ValueError("give a 'prompt' (text) or a 'case' (patient_id, symptoms, vitals)")
         return self

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -18,15 +19,28 @@ from agent.models import PatientRecord, validate_patient_id
 _FIRST = ["Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn"]
 _LAST = ["Example", "Sample", "Testperson", "Placeholder", "Synthetic", "Mock", "Fictive", "Demo"]
 _CONDITIONS = [
-    "hypertension", "type 2 diabetes", "asthma", "COPD", "atrial fibrillation", "hypothyroidism",
-    "chronic kidney disease stage 3", "hyperlipidemia", "migraine", "osteoarthritis",
+    "hypertension",
+    "type 2 diabetes",
+    "asthma",
+    "COPD",
+    "atrial fibrillation",
+    "hypothyroidism",
+    "chronic kidney disease stage 3",
+    "hyperlipidemia",
+    "migraine",
+    "osteoarthritis",
 ]
 _MEDICATIONS = {
-    "hypertension": "lisinopril 10 mg daily", "type 2 diabetes": "metformin 500 mg twice daily",
-    "asthma": "salbutamol inhaler as needed", "COPD": "tiotropium inhaler daily",
-    "atrial fibrillation": "apixaban 5 mg twice daily", "hypothyroidism": "levothyroxine 75 mcg daily",
-    "chronic kidney disease stage 3": "none specific", "hyperlipidemia": "atorvastatin 20 mg daily",
-    "migraine": "sumatriptan 50 mg as needed", "osteoarthritis": "paracetamol 1 g as needed",
+    "hypertension": "lisinopril 10 mg daily",
+    "type 2 diabetes": "metformin 500 mg twice daily",
+    "asthma": "salbutamol inhaler as needed",
+    "COPD": "tiotropium inhaler daily",
+    "atrial fibrillation": "apixaban 5 mg twice daily",
+    "hypothyroidism": "levothyroxine 75 mcg daily",
+    "chronic kidney disease stage 3": "none specific",
+    "hyperlipidemia": "atorvastatin 20 mg daily",
+    "migraine": "sumatriptan 50 mg as needed",
+    "osteoarthritis": "paracetamol 1 g as needed",
 }
 _ALLERGIES = ["penicillin", "sulfonamides", "latex", "peanuts", "iodinated contrast"]
 

@@ -35,8 +35,7 @@ Consider the patient's conditions, medications and allergies (drug interactions,
 Do not invent findings that are not in the case."""
 
 REPORT_DISCLAIMER = (
-    "_Synthetic patient - educational decision support for clinicians in training; "
-    "not a diagnosis for a real person._"
+    "_Synthetic patient - educational decision support for clinicians in training; not a diagnosis for a real person._"
 )
 
 

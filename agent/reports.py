@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from agent.errors import InvalidReport
 from agent.models import validate_patient_id
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ReportStore:
@@ -32,7 +33,7 @@ class ReportStore:
         self.clock = clock
 
     def key_for(self, patient_id: str) -> str:
-        stamp = self.clock().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        stamp = self.clock().astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         return f"reports/{validate_patient_id(patient_id)}/{stamp}.md"
 
     def upload(self, patient_id: str, report: str) -> str:

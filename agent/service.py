@@ -7,8 +7,9 @@ its final ``done`` event as JSON.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 from opentelemetry import trace
 
@@ -37,7 +38,7 @@ class ClinicalAgentRuntime:
         self.model = model
 
     @classmethod
-    def from_environment(cls, **overrides: Any) -> "ClinicalAgentRuntime":
+    def from_environment(cls, **overrides: Any) -> ClinicalAgentRuntime:
         settings = load_settings(**overrides)
         configure_telemetry(settings)
         return cls(settings, ClinicalServices.from_settings(settings), build_model(settings))

@@ -81,7 +81,7 @@ def configure_telemetry(settings: Any) -> Any:
 
     current = trace.get_tracer_provider()
     adopted = isinstance(current, TracerProvider)  # ADOT (or a test) installed one already
-    telemetry = StrandsTelemetry(tracer_provider=current) if adopted else StrandsTelemetry()
+    telemetry = StrandsTelemetry(tracer_provider=current) if isinstance(current, TracerProvider) else StrandsTelemetry()
 
     uri = settings.mlflow_tracking_uri
     if uri and uri.startswith(("http://", "https://")):
@@ -100,6 +100,8 @@ def configure_telemetry(settings: Any) -> Any:
             "(AgentCore observability still receives them under ADOT)",
             uri,
         )
-    if not adopted and (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+    if not adopted and (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    ):
         telemetry.setup_otlp_exporter()
     return telemetry

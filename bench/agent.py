@@ -49,7 +49,9 @@ def cold_start(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     (steadier than wall time on a shared machine)."""
     port = free_port()
     start = time.perf_counter()
-    process = subprocess.Popen([*args, str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*args, str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         while True:
             try:
@@ -75,12 +77,18 @@ async def load(url: str, sessions: int, duration: float) -> tuple[list[float], d
     async def session(n: int, client: httpx.AsyncClient) -> None:
         i = 0
         while time.perf_counter() < deadline:
-            case = {"patient_id": f"P-{(n * 7 + i) % PATIENTS + 1:06d}", "symptoms": ["fever", "cough"],
-                    "vitals": {"temperature_c": 38.4, "heart_rate_bpm": 104}}
+            case = {
+                "patient_id": f"P-{(n * 7 + i) % PATIENTS + 1:06d}",
+                "symptoms": ["fever", "cough"],
+                "vitals": {"temperature_c": 38.4, "heart_rate_bpm": 104},
+            }
             t = time.perf_counter()
             try:
-                r = await client.post("/invocations", json={"case": case},
-                                      headers={"X-Amzn-Bedrock-AgentCore-Runtime-Session-Id": f"bench-session-{n:03d}"})
+                r = await client.post(
+                    "/invocations",
+                    json={"case": case},
+                    headers={"X-Amzn-Bedrock-AgentCore-Runtime-Session-Id": f"bench-session-{n:03d}"},
+                )
                 status = r.status_code
             except httpx.HTTPError:
                 status = 599  # transport failure counts as a server error
@@ -95,7 +103,7 @@ async def load(url: str, sessions: int, duration: float) -> tuple[list[float], d
 
 
 def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def main() -> None:
@@ -109,14 +117,23 @@ def main() -> None:
         moto = stack.enter_context(start_moto())
         resources = provision(moto.url, patients=PATIENTS)
         port = free_port()
-        model = stack.enter_context(LocalServer.start([py, "-m", "local.scripted_model", "--port", str(port)], port=port, cwd=ROOT))
+        model = stack.enter_context(
+            LocalServer.start([py, "-m", "local.scripted_model", "--port", str(port)], port=port, cwd=ROOT)
+        )
         port = free_port()
         route = f"clinical-llm/clinical-lora={model.url}#adapter=clinical-lora"
         emulator = stack.enter_context(
-            LocalServer.start([py, "-m", "local.sagemaker_runtime", "--port", str(port), "--route", route], port=port, cwd=ROOT)
+            LocalServer.start(
+                [py, "-m", "local.sagemaker_runtime", "--port", str(port), "--route", route], port=port, cwd=ROOT
+            )
         )
-        env = {**os.environ, **resources.env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": emulator.url,
-               "SAGEMAKER_ENDPOINT_NAME": "clinical-llm", "SAGEMAKER_INFERENCE_COMPONENT": "clinical-lora"}
+        env = {
+            **os.environ,
+            **resources.env(),
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": emulator.url,
+            "SAGEMAKER_ENDPOINT_NAME": "clinical-llm",
+            "SAGEMAKER_INFERENCE_COMPONENT": "clinical-lora",
+        }
 
         agent_runs, bare_runs = [], []
         for _ in range(a.rounds):
@@ -126,25 +143,36 @@ def main() -> None:
         for i, what in enumerate(("wall", "CPU")):
             agent_cold = statistics.median(r[i] for r in agent_runs)
             bare_cold = statistics.median(r[i] for r in bare_runs)
-            print(f"  {what:>4}: agent app {agent_cold * 1000:.0f} ms, bare BedrockAgentCoreApp {bare_cold * 1000:.0f} ms,"
-                  f" ratio {agent_cold / bare_cold:.2f}x (target <= 1.30x)")
+            print(
+                f"  {what:>4}: agent app {agent_cold * 1000:.0f} ms, "
+                f"bare BedrockAgentCoreApp {bare_cold * 1000:.0f} ms,"
+                f" ratio {agent_cold / bare_cold:.2f}x (target <= 1.30x)"
+            )
 
         port = free_port()
         app = stack.enter_context(
             LocalServer.start([py, "-m", "agent.app", "--local", "--port", str(port)], port=port, env=env, cwd=ROOT)
         )
         t = time.perf_counter()
-        urllib.request.urlopen(urllib.request.Request(
-            app.url + "/invocations", data=b'{"prompt": "warm up"}', headers={"Content-Type": "application/json"}
-        ), timeout=120).read()
+        urllib.request.urlopen(
+            urllib.request.Request(
+                app.url + "/invocations", data=b'{"prompt": "warm up"}', headers={"Content-Type": "application/json"}
+            ),
+            timeout=120,
+        ).read()
         first = time.perf_counter() - t
         t = time.perf_counter()
-        urllib.request.urlopen(urllib.request.Request(
-            app.url + "/invocations", data=b'{"prompt": "warm up"}', headers={"Content-Type": "application/json"}
-        ), timeout=120).read()
+        urllib.request.urlopen(
+            urllib.request.Request(
+                app.url + "/invocations", data=b'{"prompt": "warm up"}', headers={"Content-Type": "application/json"}
+            ),
+            timeout=120,
+        ).read()
         second = time.perf_counter() - t
-        print(f"first invocation (lazy imports) {first * 1000:.0f} ms, second {second * 1000:.0f} ms "
-              f"({first / second:.1f}x)")
+        print(
+            f"first invocation (lazy imports) {first * 1000:.0f} ms, second {second * 1000:.0f} ms "
+            f"({first / second:.1f}x)"
+        )
 
         servers = {"agent app": app, "emulator": emulator, "scripted model": model, "moto": moto}
         cpu_before = {name: cpu_seconds(server.pid) for name, server in servers.items()}
@@ -152,11 +180,18 @@ def main() -> None:
         cpu = {name: cpu_seconds(server.pid) - cpu_before[name] for name, server in servers.items()}
         errors = sum(n for s, n in statuses.items() if s >= 500)
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-        print(f"load: {a.sessions} concurrent sessions for {a.duration:.0f} s, structured cases "
-              f"(4 model calls + 2 AWS calls + diagnose each)")
-        print(f"  requests {len(latencies)} ({len(latencies) / a.duration:.1f}/s), statuses {dict(sorted(statuses.items()))}")
+        print(
+            f"load: {a.sessions} concurrent sessions for {a.duration:.0f} s, structured cases "
+            f"(4 model calls + 2 AWS calls + diagnose each)"
+        )
+        print(
+            f"  requests {len(latencies)} ({len(latencies) / a.duration:.1f}/s), "
+            f"statuses {dict(sorted(statuses.items()))}"
+        )
         print(f"  5xx {errors} (target 0), p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, p99/p50 {p99 / p50:.1f}x")
-        print("  CPU per request: " + ", ".join(f"{name} {t / len(latencies) * 1000:.0f} ms" for name, t in cpu.items()))
+        print(
+            "  CPU per request: " + ", ".join(f"{name} {t / len(latencies) * 1000:.0f} ms" for name, t in cpu.items())
+        )
         if errors:
             print(app.log_tail(3000))
 

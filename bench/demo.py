@@ -18,8 +18,13 @@ ARGS = ["--records", "200", "--max-steps", "60", "--eval-samples", "4", "--mlflo
 
 def run(workdir: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "local.demo", "--workdir", workdir, *ARGS], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "local.demo", "--workdir", workdir, *ARGS],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 

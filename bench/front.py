@@ -30,8 +30,13 @@ import aiohttp
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-BODY = json.dumps({"messages": [{"role": "user", "content": "synthetic patient: fever and cough"}],
-                   "max_tokens": 64, "temperature": 0}).encode()
+BODY = json.dumps(
+    {
+        "messages": [{"role": "user", "content": "synthetic patient: fever and cough"}],
+        "max_tokens": 64,
+        "temperature": 0,
+    }
+).encode()
 STREAM_BODY = json.dumps({**json.loads(BODY), "stream": True}).encode()
 ANSWER = "Findings point to community-acquired pneumonia; recommend chest X-ray and antibiotics."
 TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "throughput_ratio": 0.9}
@@ -73,8 +78,7 @@ async def load(session: aiohttp.ClientSession, url: str, clients: int, seconds: 
 
     async def worker():
         while (t0 := time.perf_counter()) < end:
-            async with session.post(url + "/invocations", data=BODY,
-                                    headers={"content-type": "application/json"}) as r:
+            async with session.post(url + "/invocations", data=BODY, headers={"content-type": "application/json"}) as r:
                 await r.read()
                 assert r.status == 200, r.status
             latencies.append(time.perf_counter() - t0)
@@ -87,8 +91,9 @@ async def first_byte(session: aiohttp.ClientSession, url: str, n: int) -> list[f
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        async with session.post(url + "/invocations", data=STREAM_BODY,
-                                headers={"content-type": "application/json"}) as r:
+        async with session.post(
+            url + "/invocations", data=STREAM_BODY, headers={"content-type": "application/json"}
+        ) as r:
             await r.content.readany()
             out.append(time.perf_counter() - t0)
             await r.read()
@@ -96,7 +101,7 @@ async def first_byte(session: aiohttp.ClientSession, url: str, n: int) -> list[f
 
 
 def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def cpu(procs: dict[str, psutil.Process]) -> dict[str, float]:
@@ -104,13 +109,13 @@ def cpu(procs: dict[str, psutil.Process]) -> dict[str, float]:
 
 
 async def run(direct: str, front: str, seconds: float, rounds: int, procs: dict[str, psutil.Process]) -> dict:
-    results = {}
+    results: dict[int | str, dict] = {}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         for url in (direct, front):  # warm up connections and code paths
             await load(session, url, 16, 0.5)
         for clients in (1, 16, 64):
-            samples = {"direct": [], "front": []}
+            samples: dict[str, list[float]] = {"direct": [], "front": []}
             count = {"direct": 0, "front": 0}
             elapsed = {"direct": 0.0, "front": 0.0}
             used = {"direct": {"engine": 0.0, "front": 0.0}, "front": {"engine": 0.0, "front": 0.0}}
@@ -125,12 +130,16 @@ async def run(direct: str, front: str, seconds: float, rounds: int, procs: dict[
                     samples[name] += lat
                     count[name] += len(lat)
             results[clients] = {
-                name: {"p50_ms": pct(samples[name], 50) * 1e3, "p99_ms": pct(samples[name], 99) * 1e3,
-                       "rps": count[name] / elapsed[name], "n": count[name],
-                       "cpu_us": {proc: t / count[name] * 1e6 for proc, t in used[name].items()}}
+                name: {
+                    "p50_ms": pct(samples[name], 50) * 1e3,
+                    "p99_ms": pct(samples[name], 99) * 1e3,
+                    "rps": count[name] / elapsed[name],
+                    "n": count[name],
+                    "cpu_us": {proc: t / count[name] * 1e6 for proc, t in used[name].items()},
+                }
                 for name in samples
             }
-        ttfb = {}
+        ttfb: dict[str, list[float]] = {}
         for _ in range(rounds):
             for name, url in (("direct", direct), ("front", front)):
                 ttfb.setdefault(name, []).extend(await first_byte(session, url, 100))
@@ -140,27 +149,37 @@ async def run(direct: str, front: str, seconds: float, rounds: int, procs: dict[
 
 def report(results: dict) -> bool:
     ok = True
-    print(f"{'clients':>7} {'direct p50':>10} {'front p50':>10} {'added p50':>10} {'added p99':>10} "
-          f"{'direct rps':>10} {'front rps':>10} {'ratio':>6}")
+    print(
+        f"{'clients':>7} {'direct p50':>10} {'front p50':>10} {'added p50':>10} {'added p99':>10} "
+        f"{'direct rps':>10} {'front rps':>10} {'ratio':>6}"
+    )
     for clients in (1, 16, 64):
         d, f = results[clients]["direct"], results[clients]["front"]
         ratio = f["rps"] / d["rps"]
         added50, added99 = f["p50_ms"] - d["p50_ms"], f["p99_ms"] - d["p99_ms"]
-        print(f"{clients:>7} {d['p50_ms']:>9.2f}ms {f['p50_ms']:>9.2f}ms {added50:>9.2f}ms {added99:>9.2f}ms "
-              f"{d['rps']:>10.0f} {f['rps']:>10.0f} {ratio:>5.2f}x")
+        print(
+            f"{clients:>7} {d['p50_ms']:>9.2f}ms {f['p50_ms']:>9.2f}ms {added50:>9.2f}ms {added99:>9.2f}ms "
+            f"{d['rps']:>10.0f} {f['rps']:>10.0f} {ratio:>5.2f}x"
+        )
         ok &= ratio >= TARGETS["throughput_ratio"]
         cpu_us = f["cpu_us"]
-        print(f"{'':>7} CPU per request through the front: front {cpu_us['front']:.0f} us, engine "
-              f"{cpu_us['engine']:.0f} us (engine alone: {d['cpu_us']['engine']:.0f} us); "
-              f"front/engine {cpu_us['front'] / d['cpu_us']['engine']:.2f}x")
+        print(
+            f"{'':>7} CPU per request through the front: front {cpu_us['front']:.0f} us, engine "
+            f"{cpu_us['engine']:.0f} us (engine alone: {d['cpu_us']['engine']:.0f} us); "
+            f"front/engine {cpu_us['front'] / d['cpu_us']['engine']:.2f}x"
+        )
         if clients == 1:
             ok &= added50 <= TARGETS["added_p50_ms"] and added99 <= TARGETS["added_p99_ms"]
     t = results["ttfb"]
-    print(f"streaming time to first byte (1 client): direct p50 {t['direct']['p50_ms']:.2f} ms, "
-          f"front p50 {t['front']['p50_ms']:.2f} ms (added {t['front']['p50_ms'] - t['direct']['p50_ms']:.2f} ms; "
-          f"p99 added {t['front']['p99_ms'] - t['direct']['p99_ms']:.2f} ms)")
-    print(f"targets (added p50 <= {TARGETS['added_p50_ms']} ms, p99 <= {TARGETS['added_p99_ms']} ms at 1 client; "
-          f"throughput >= {TARGETS['throughput_ratio']}x direct): {'met' if ok else 'NOT met'}")
+    print(
+        f"streaming time to first byte (1 client): direct p50 {t['direct']['p50_ms']:.2f} ms, "
+        f"front p50 {t['front']['p50_ms']:.2f} ms (added {t['front']['p50_ms'] - t['direct']['p50_ms']:.2f} ms; "
+        f"p99 added {t['front']['p99_ms'] - t['direct']['p99_ms']:.2f} ms)"
+    )
+    print(
+        f"targets (added p50 <= {TARGETS['added_p50_ms']} ms, p99 <= {TARGETS['added_p99_ms']} ms at 1 client; "
+        f"throughput >= {TARGETS['throughput_ratio']}x direct): {'met' if ok else 'NOT met'}"
+    )
     return ok
 
 
@@ -171,12 +190,28 @@ def main() -> None:
     args = p.parse_args()
     engine_port, front_port = free_port(), free_port()
     direct, front = f"http://127.0.0.1:{engine_port}", f"http://127.0.0.1:{front_port}"
-    engine = start([sys.executable, "-m", "local.backend", "--fixed-response", ANSWER, "--port", str(engine_port)],
-                   direct, "/health")
+    engine = start(
+        [sys.executable, "-m", "local.backend", "--fixed-response", ANSWER, "--port", str(engine_port)],
+        direct,
+        "/health",
+    )
     try:
-        proxy = start([sys.executable, str(ROOT / "containers" / "sglang" / "sagemaker_front.py"), "--host",
-                       "127.0.0.1", "--port", str(front_port), "--engine-url", direct, "--served-model-name", "base"],
-                      front, "/ping")
+        proxy = start(
+            [
+                sys.executable,
+                str(ROOT / "containers" / "sglang" / "sagemaker_front.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(front_port),
+                "--engine-url",
+                direct,
+                "--served-model-name",
+                "base",
+            ],
+            front,
+            "/ping",
+        )
         try:
             procs = {"engine": psutil.Process(engine.pid), "front": psutil.Process(proxy.pid)}
             results = asyncio.run(run(direct, front, args.seconds, args.rounds, procs))

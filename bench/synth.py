@@ -18,15 +18,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # "Empty": one stack with one resource-less placeholder (the CLI refuses an app without stacks).
-EMPTY_APP = "import aws_cdk as cdk; app = cdk.App(); cdk.CfnWaitConditionHandle(cdk.Stack(app, 'Empty'), 'Nothing'); app.synth()"
+EMPTY_APP = (
+    "import aws_cdk as cdk; app = cdk.App(); "
+    "cdk.CfnWaitConditionHandle(cdk.Stack(app, 'Empty'), 'Nothing'); app.synth()"
+)
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def run(argv: list[str]) -> float:
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     with tempfile.TemporaryDirectory() as out:
-        env = {**os.environ, "CDK_OUTDIR": out, "CDK_CONTEXT_JSON": json.dumps(context),
-               "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "AWS_EC2_METADATA_DISABLED": "true"}
+        env = {
+            **os.environ,
+            "CDK_OUTDIR": out,
+            "CDK_CONTEXT_JSON": json.dumps(context),
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
         start = time.perf_counter()
         subprocess.run(argv, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return time.perf_counter() - start
@@ -45,8 +53,10 @@ def compare(label: str, full_cmd, empty_cmd) -> None:
         empty.append(run(empty_cmd()))
         full.append(run(full_cmd()))
     f, e = statistics.median(full), statistics.median(empty)
-    print(f"synth ({label}): full app {f:.2f}s, empty app {e:.2f}s (median of {ROUNDS}, alternated); "
-          f"ratio {f / e:.2f}x (target <= 1.3x)")
+    print(
+        f"synth ({label}): full app {f:.2f}s, empty app {e:.2f}s (median of {ROUNDS}, alternated); "
+        f"ratio {f / e:.2f}x (target <= 1.3x)"
+    )
 
 
 def main() -> None:

@@ -23,8 +23,13 @@ TRAINING = ROOT / "training"
 
 
 def _run(args: list[str], threads: int = 1) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -46,16 +51,42 @@ def main() -> int:
         base = build_tiny_model(root / "base", corpus=corpus)
         rates = {}
         for threads in (1, 2):
-            out = _run([str(TRAINING / "train.py"), "--train-dir", str(root / "data" / "train"),
-                        "--base-model", str(base),
-                        "--model-dir", str(root / f"model{threads}"), "--checkpoint-dir", str(root / f"ckpt{threads}"),
-                        "--max-steps", str(args.steps), "--save-steps", str(args.steps), "--batch-size", "4",
-                        "--gradient-accumulation-steps", "1", "--max-length", "512", "--logging-steps", "5",
-                        "--lora-rank", "8", "--target-modules", "q_proj,v_proj"], threads)
+            out = _run(
+                [
+                    str(TRAINING / "train.py"),
+                    "--train-dir",
+                    str(root / "data" / "train"),
+                    "--base-model",
+                    str(base),
+                    "--model-dir",
+                    str(root / f"model{threads}"),
+                    "--checkpoint-dir",
+                    str(root / f"ckpt{threads}"),
+                    "--max-steps",
+                    str(args.steps),
+                    "--save-steps",
+                    str(args.steps),
+                    "--batch-size",
+                    "4",
+                    "--gradient-accumulation-steps",
+                    "1",
+                    "--max-length",
+                    "512",
+                    "--logging-steps",
+                    "5",
+                    "--lora-rank",
+                    "8",
+                    "--target-modules",
+                    "q_proj,v_proj",
+                ],
+                threads,
+            )
             summary = json.loads(next(line for line in out.splitlines() if line.startswith("TRAIN_SUMMARY "))[14:])
             rates[threads] = summary["num_tokens"] / summary["train_runtime"]
-            print(f"threads={threads}: {rates[threads]:,.0f} tokens/s ({summary['num_tokens']:,.0f} tokens, "
-                  f"{summary['train_runtime']:.1f} s)")
+            print(
+                f"threads={threads}: {rates[threads]:,.0f} tokens/s ({summary['num_tokens']:,.0f} tokens, "
+                f"{summary['train_runtime']:.1f} s)"
+            )
     print(f"ratio 2 threads / 1 thread: {rates[2] / rates[1]:.2f}x")
     return 0
 

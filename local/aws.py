@@ -64,12 +64,16 @@ class LocalServer:
         env: dict[str, str] | None = None,
         timeout: float = 60.0,
         cwd: str | Path | None = None,
-    ) -> "LocalServer":
+    ) -> LocalServer:
         url = f"http://127.0.0.1:{port}"
         fd, log_name = tempfile.mkstemp(prefix="local-server-", suffix=".log")
         with os.fdopen(fd, "wb") as log:
             process = subprocess.Popen(  # its own process group: workers it forks stop with it
-                args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd,
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
                 start_new_session=True,
             )
         server = cls(process, url, Path(log_name))
@@ -84,7 +88,9 @@ class LocalServer:
                 pass
             if time.monotonic() > deadline:
                 server.stop()
-                raise RuntimeError(f"{' '.join(args[:3])} not healthy at {url}{health} after {timeout}s:\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"{' '.join(args[:3])} not healthy at {url}{health} after {timeout}s:\n{server.log_tail()}"
+                )
             time.sleep(0.05)
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -108,7 +114,7 @@ class LocalServer:
                 time.sleep(0.05)
         self.log_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -147,7 +153,8 @@ class LocalResources:
 def client(service: str, endpoint_url: str, region: str = REGION) -> Any:
     import boto3
 
-    return boto3.client(
+    session: Any = boto3.Session()  # any service by name (the stubs type clients per literal service name)
+    return session.client(
         service,
         endpoint_url=endpoint_url,
         region_name=region,

@@ -30,8 +30,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -81,11 +81,13 @@ def parse_tool_calls(text: str, tool_names: set[str]) -> tuple[str, list[dict]]:
         args = obj.get("parameters", obj.get("arguments")) if isinstance(obj, dict) else None
         if not isinstance(args, dict) or obj.get("name") not in tool_names:
             return text, []
-        calls.append({
-            "id": f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": obj["name"], "arguments": json.dumps(args)},
-        })
+        calls.append(
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": obj["name"], "arguments": json.dumps(args)},
+            }
+        )
         while pos < len(calls_text) and calls_text[pos] in "; \n\t":
             pos += 1
     return normal.strip(), calls
@@ -297,7 +299,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"object": "error", "message": message, "code": status}, status_code=status)
 
 
-def create_app(generator, served_model_name: str) -> FastAPI:
+def create_app(generator, served_model_name: str) -> FastAPI:  # noqa: C901 (to be split: issue 18)
     app = FastAPI(title="local SGLang stand-in", docs_url=None, redoc_url=None, openapi_url=None)
 
     async def health() -> Response:
@@ -329,11 +331,16 @@ def create_app(generator, served_model_name: str) -> FastAPI:
         text, finish, n_prompt, n_out = await generator.complete(kw, adapter)
         content, calls = parse_tool_calls(text, tool_names) if tool_names else (text, [])
         message = {"role": "assistant", "content": content or (None if calls else ""), "tool_calls": calls or None}
-        return JSONResponse({
-            "id": ident, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else finish}],
-            "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out},
-        })
+        return JSONResponse(
+            {
+                "id": ident,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else finish}],
+                "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out},
+            }
+        )
 
     app.add_api_route("/v1/chat/completions", chat, methods=["POST"])
     app.add_api_route("/invocations", chat, methods=["POST"])
@@ -393,13 +400,20 @@ def _model_lock(generator):
 
 
 def _chunk(ident: str, created: int, model: str, delta: dict, finish: str | None = None, **extra) -> bytes:
-    data = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+    data = {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
     return f"data: {json.dumps(data)}\n\n".encode()
 
 
-async def _sse(pieces: AsyncIterator[str], ident: str, created: int, model: str, tool_names: set[str],
-               usage: bool) -> AsyncIterator[bytes]:
+async def _sse(
+    pieces: AsyncIterator[str], ident: str, created: int, model: str, tool_names: set[str], usage: bool
+) -> AsyncIterator[bytes]:
     """OpenAI chunks; with tools, output that starts like a tool call is held back and parsed at the end."""
     yield _chunk(ident, created, model, {"role": "assistant", "content": ""})
     held, holding, count, finish = "", bool(tool_names), 0, "stop"
@@ -426,14 +440,21 @@ async def _sse(pieces: AsyncIterator[str], ident: str, created: int, model: str,
             yield _chunk(ident, created, model, {"content": held})
     yield _chunk(ident, created, model, {}, finish)
     if usage:
-        yield _chunk(ident, created, model, {}, None, usage={"prompt_tokens": 0, "completion_tokens": count,
-                                                            "total_tokens": count})
+        yield _chunk(
+            ident,
+            created,
+            model,
+            {},
+            None,
+            usage={"prompt_tokens": 0, "completion_tokens": count, "total_tokens": count},
+        )
     yield b"data: [DONE]\n\n"
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m local.backend", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m local.backend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", help="a transformers model directory (tokenizer with a chat template)")
     p.add_argument("--fixed-response", metavar="TEXT", help="no model: answer TEXT to every request")
     p.add_argument("--port", type=int, required=True)
@@ -455,8 +476,16 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     app = create_app(generator, args.served_model_name or args.model or "fixed")
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning", loop="auto",
-                http="auto", timeout_keep_alive=75)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+        loop="auto",
+        http="auto",
+        timeout_keep_alive=75,
+    )
 
 
 if __name__ == "__main__":

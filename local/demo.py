@@ -29,17 +29,22 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 MODEL_NAME = "clinical-diagnosis-llama"  # the registered model (the registry's model package group on AWS)
 ENDPOINT, BASE_COMPONENT, ADAPTER = "clinical-llm", "llama32-3b", "clinical-lora"
 SEED_PATIENT = {  # synthetic: the demo's seed case
-    "patient_id": "P-000045", "age": 45, "sex": "male",
-    "conditions": ["hypertension"], "medications": ["lisinopril 10 mg daily"], "allergies": [],
+    "patient_id": "P-000045",
+    "age": 45,
+    "sex": "male",
+    "conditions": ["hypertension"],
+    "medications": ["lisinopril 10 mg daily"],
+    "allergies": [],
 }
 SEED_CASE = {
     "patient_id": "P-000045",
@@ -75,7 +80,9 @@ class Settings:
 def _hash_tree(*paths: Path) -> str:
     h = hashlib.sha256()
     for root in paths:
-        files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts)
+        files = sorted(
+            p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts
+        )
         for f in files:
             h.update(str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f.name).encode())
             h.update(f.read_bytes())
@@ -122,8 +129,15 @@ class Demo:
     def program(self, script: str, *args: str, env: dict[str, str] | None = None) -> None:
         """Run a training program as SageMaker would, by its own entry point; fail with its output."""
         cmd = [PY, str(ROOT / "training" / script), *args]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             output, _ = proc.communicate()
         except BaseException:
@@ -143,7 +157,9 @@ class Demo:
             self.services["mlflow"] = start_mlflow(self.work / "mlflow", port=self.s.mlflow_port or None)
         return self.services["mlflow"].url
 
-    def start(self, name: str, args: list[str], *, port: int, env: dict[str, str], health: str = "/ping", timeout: float = 120):
+    def start(
+        self, name: str, args: list[str], *, port: int, env: dict[str, str], health: str = "/ping", timeout: float = 120
+    ):
         from local.aws import LocalServer
 
         self.services[name] = LocalServer.start(args, port=port, env=env, health=health, timeout=timeout, cwd=ROOT)
@@ -169,14 +185,21 @@ class Demo:
             build_tiny_model(w / "base")
             return {"path": str(w / "base"), "sha": _hash_tree(w / "base")}
 
-        base = self.step("base", "tiny base model (random-weight Llama)", {"code": _hash_tree(ROOT / "local" / "tiny.py", ROOT / "training" / "llama3_2_training.jinja")}, build_base)
+        base = self.step(
+            "base",
+            "tiny base model (random-weight Llama)",
+            {"code": _hash_tree(ROOT / "local" / "tiny.py", ROOT / "training" / "llama3_2_training.jinja")},
+            build_base,
+        )
 
         def generate() -> dict:
             out = w / "data" / "raw" / "records.jsonl"
             self.program("generate.py", "--output", str(out), "--count", str(s.records), "--seed", "7")
             return {"path": str(out.parent), "sha": _hash_tree(out)}
 
-        raw = self.step("data", f"synthetic dataset ({s.records} records)", {"code": training_code, "records": s.records}, generate)
+        raw = self.step(
+            "data", f"synthetic dataset ({s.records} records)", {"code": training_code, "records": s.records}, generate
+        )
 
         def preprocess() -> dict:
             out = w / "data" / "processed"
@@ -184,46 +207,106 @@ class Demo:
             self.program("preprocess.py", "--input-dir", raw["path"], "--output-dir", str(out))
             return {"path": str(out), "sha": _hash_tree(out)}
 
-        data = self.step("preprocess", "preprocess: validate, deduplicate, format, split", {"code": training_code, "raw": raw["sha"]}, preprocess)
+        data = self.step(
+            "preprocess",
+            "preprocess: validate, deduplicate, format, split",
+            {"code": training_code, "raw": raw["sha"]},
+            preprocess,
+        )
 
         def train() -> dict:
             model_dir, checkpoints = w / "adapter", w / "checkpoints"
             for d in (model_dir, checkpoints):  # new inputs: never resume from another run's checkpoints
                 shutil.rmtree(d, ignore_errors=True)
             self.program(
-                "train.py", "--train-dir", f"{data['path']}/train", "--base-model", base["path"],
-                "--model-dir", str(model_dir), "--checkpoint-dir", str(checkpoints),
-                "--lora-rank", str(s.lora_rank), "--lora-alpha", str(2 * s.lora_rank), "--max-steps", str(s.max_steps),
-                "--batch-size", "4", "--gradient-accumulation-steps", "1", "--max-length", "384",
-                "--learning-rate", "2e-3", "--logging-steps", "5", "--save-steps", str(max(s.max_steps // 2, 1)),
+                "train.py",
+                "--train-dir",
+                f"{data['path']}/train",
+                "--base-model",
+                base["path"],
+                "--model-dir",
+                str(model_dir),
+                "--checkpoint-dir",
+                str(checkpoints),
+                "--lora-rank",
+                str(s.lora_rank),
+                "--lora-alpha",
+                str(2 * s.lora_rank),
+                "--max-steps",
+                str(s.max_steps),
+                "--batch-size",
+                "4",
+                "--gradient-accumulation-steps",
+                "1",
+                "--max-length",
+                "384",
+                "--learning-rate",
+                "2e-3",
+                "--logging-steps",
+                "5",
+                "--save-steps",
+                str(max(s.max_steps // 2, 1)),
                 env=mlflow_env(),
             )
             run = json.loads((model_dir / "training_run.json").read_text())
             return {"path": str(model_dir), "sha": _hash_tree(model_dir), "mlflow_run_id": run.get("mlflow_run_id")}
 
-        adapter = self.step("train", f"LoRA fine-tune ({s.max_steps} steps, rank {s.lora_rank})",
-                            {"code": training_code, "data": data["sha"], "base": base["sha"], "steps": s.max_steps, "rank": s.lora_rank}, train)
+        adapter = self.step(
+            "train",
+            f"LoRA fine-tune ({s.max_steps} steps, rank {s.lora_rank})",
+            {
+                "code": training_code,
+                "data": data["sha"],
+                "base": base["sha"],
+                "steps": s.max_steps,
+                "rank": s.lora_rank,
+            },
+            train,
+        )
 
         def evaluate() -> dict:
             out = w / "evaluation"
             shutil.rmtree(out, ignore_errors=True)
-            self.program("evaluate.py", "--model-dir", adapter["path"], "--test-dir", f"{data['path']}/test",
-                         "--output-dir", str(out), "--base-model", base["path"], "--max-samples", str(s.eval_samples),
-                         "--max-new-tokens", str(s.max_new_tokens), env=mlflow_env())
+            self.program(
+                "evaluate.py",
+                "--model-dir",
+                adapter["path"],
+                "--test-dir",
+                f"{data['path']}/test",
+                "--output-dir",
+                str(out),
+                "--base-model",
+                base["path"],
+                "--max-samples",
+                str(s.eval_samples),
+                "--max-new-tokens",
+                str(s.max_new_tokens),
+                env=mlflow_env(),
+            )
             report = json.loads((out / "evaluation.json").read_text())
             return {"path": str(out / "evaluation.json"), "report": report}
 
-        evaluation = self.step("evaluate", "evaluate on the held-out split",
-                               {"code": training_code, "adapter": adapter["sha"], "samples": s.eval_samples}, evaluate)
+        evaluation = self.step(
+            "evaluate",
+            "evaluate on the held-out split",
+            {"code": training_code, "adapter": adapter["sha"], "samples": s.eval_samples},
+            evaluate,
+        )
 
-        registered = self.step("register", "register the model version (MLflow registry, model card)",
-                               {"adapter": adapter["sha"], "evaluation": evaluation["report"], "card": MODEL_CARD},
-                               lambda: self._register(adapter, evaluation))
+        registered = self.step(
+            "register",
+            "register the model version (MLflow registry, model card)",
+            {"adapter": adapter["sha"], "evaluation": evaluation["report"], "card": MODEL_CARD},
+            lambda: self._register(adapter, evaluation),
+        )
 
         serving_code = _hash_tree(ROOT / "agent", ROOT / "local", ROOT / "containers" / "sglang")
-        answer = self.step("ask", "serve the adapter and ask the agent the seed case",
-                           {"code": serving_code, "adapter": adapter["sha"], "base": base["sha"], "case": SEED_CASE},
-                           lambda: self._serve_and_ask(base, adapter))
+        answer = self.step(
+            "ask",
+            "serve the adapter and ask the agent the seed case",
+            {"code": serving_code, "adapter": adapter["sha"], "base": base["sha"], "case": SEED_CASE},
+            lambda: self._serve_and_ask(base, adapter),
+        )
         return {"registered": registered, "evaluation": evaluation["report"], **answer}
 
     def _register(self, adapter: dict, evaluation: dict) -> dict:
@@ -238,62 +321,115 @@ class Demo:
             mlflow.log_artifacts(adapter["path"], artifact_path="adapter")
             mlflow.log_text(MODEL_CARD, "model_card.md")
         if not client.search_registered_models(filter_string=f"name='{MODEL_NAME}'"):
-            client.create_registered_model(MODEL_NAME, description=MODEL_CARD, tags={"intended_use": "clinical decision support (training)"})
+            client.create_registered_model(
+                MODEL_NAME, description=MODEL_CARD, tags={"intended_use": "clinical decision support (training)"}
+            )
         metrics = evaluation["report"].get("metrics", {})
         version = client.create_model_version(
-            MODEL_NAME, source=f"runs:/{run_id}/adapter", run_id=run_id, description=MODEL_CARD,
+            MODEL_NAME,
+            source=f"runs:/{run_id}/adapter",
+            run_id=run_id,
+            description=MODEL_CARD,
             tags={"adapter_sha256": adapter["sha"], "accuracy": str(metrics.get("accuracy")), "synthetic_data": "true"},
         )
-        return {"model": MODEL_NAME, "version": version.version, "run_id": run_id, "tracking_uri": uri,
-                "experiment_id": client.get_run(run_id).info.experiment_id}
+        return {
+            "model": MODEL_NAME,
+            "version": version.version,
+            "run_id": run_id,
+            "tracking_uri": uri,
+            "experiment_id": client.get_run(run_id).info.experiment_id,
+        }
 
     def _serve_and_ask(self, base: dict, adapter: dict) -> dict:
-        import boto3
         import httpx
 
-        from local.aws import LOCAL_CREDENTIALS, free_port, provision, start_moto
+        from local.aws import client as aws_client
+        from local.aws import free_port, provision, start_moto
 
         self.out("      starting local S3 + DynamoDB (moto) with synthetic patients ...")
         self.services["moto"] = start_moto()
         resources = provision(self.services["moto"].url, patients=self.s.patients)
-        s3 = boto3.client("s3", endpoint_url=resources.endpoint_url, region_name=resources.region, **_creds(LOCAL_CREDENTIALS))
-        ddb = boto3.client("dynamodb", endpoint_url=resources.endpoint_url, region_name=resources.region, **_creds(LOCAL_CREDENTIALS))
+        s3 = aws_client("s3", resources.endpoint_url, resources.region)
+        ddb = aws_client("dynamodb", resources.endpoint_url, resources.region)
         from agent.patients import PatientStore
 
         PatientStore(resources.table, ddb).put_all([{**SEED_PATIENT, "synthetic": True, "name": "Demo Example"}])
 
         self.out("      starting the CPU backend behind the SageMaker front ...")
         front_port, engine_port = free_port(), free_port()
-        front = self.start("front", [PY, str(ROOT / "containers" / "sglang" / "serve"), "--host", "127.0.0.1",
-                                     "--port", str(front_port), "--engine-port", str(engine_port)], port=front_port, timeout=180, env={
-            "SM_SGLANG_MODEL_PATH": base["path"], "SM_SGLANG_SERVED_MODEL_NAME": BASE_COMPONENT,
-            "SM_ENGINE_COMMAND": f"{PY} -m local.backend --model {base['path']} --served-model-name {BASE_COMPONENT} --host {{host}} --port {{port}}",
-        })
+        front = self.start(
+            "front",
+            [
+                PY,
+                str(ROOT / "containers" / "sglang" / "serve"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(front_port),
+                "--engine-port",
+                str(engine_port),
+            ],
+            port=front_port,
+            timeout=180,
+            env={
+                "SM_SGLANG_MODEL_PATH": base["path"],
+                "SM_SGLANG_SERVED_MODEL_NAME": BASE_COMPONENT,
+                "SM_ENGINE_COMMAND": f"{PY} -m local.backend --model {base['path']} "
+                f"--served-model-name {BASE_COMPONENT} --host {{host}} --port {{port}}",
+            },
+        )
         r = httpx.post(f"{front}/adapters", json={"name": ADAPTER, "src": adapter["path"]}, timeout=120)
         if r.status_code != 200:
             raise RuntimeError(f"loading the adapter through POST /adapters failed: {r.status_code} {r.text}")
         self.out(f"      adapter {ADAPTER} loaded through POST /adapters")
 
         runtime_port = free_port()
-        runtime = self.start("sagemaker-runtime", [
-            PY, "-m", "local.sagemaker_runtime", "--port", str(runtime_port),
-            "--route", f"{ENDPOINT}/{BASE_COMPONENT}={front}", "--route", f"{ENDPOINT}/{ADAPTER}={front}#adapter={ADAPTER}",
-        ], port=runtime_port, env={}, health="/ping")
+        runtime = self.start(
+            "sagemaker-runtime",
+            [
+                PY,
+                "-m",
+                "local.sagemaker_runtime",
+                "--port",
+                str(runtime_port),
+                "--route",
+                f"{ENDPOINT}/{BASE_COMPONENT}={front}",
+                "--route",
+                f"{ENDPOINT}/{ADAPTER}={front}#adapter={ADAPTER}",
+            ],
+            port=runtime_port,
+            env={},
+            health="/ping",
+        )
 
         self.out("      starting the agent app (agent.app --local) ...")
         agent_port = free_port()
         mlflow_uri = self.mlflow()
-        agent = self.start("agent", [PY, "-m", "agent.app", "--local", "--port", str(agent_port)], port=agent_port, env={
-            **resources.env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime,
-            "SAGEMAKER_ENDPOINT_NAME": ENDPOINT, "SAGEMAKER_INFERENCE_COMPONENT": ADAPTER,
-            "MODEL_MAX_TOKENS": str(self.s.max_new_tokens), "MODEL_TEMPERATURE": "0", "AGENT_MAX_TURNS": "2",
-            "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_EXPERIMENT_NAME": "clinical-agent-demo-traces",
-        })
+        agent = self.start(
+            "agent",
+            [PY, "-m", "agent.app", "--local", "--port", str(agent_port)],
+            port=agent_port,
+            env={
+                **resources.env(),
+                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime,
+                "SAGEMAKER_ENDPOINT_NAME": ENDPOINT,
+                "SAGEMAKER_INFERENCE_COMPONENT": ADAPTER,
+                "MODEL_MAX_TOKENS": str(self.s.max_new_tokens),
+                "MODEL_TEMPERATURE": "0",
+                "AGENT_MAX_TURNS": "2",
+                "MLFLOW_TRACKING_URI": mlflow_uri,
+                "MLFLOW_EXPERIMENT_NAME": "clinical-agent-demo-traces",
+            },
+        )
 
         self.out("      POST /invocations with the seed case ...")
         asked_ms = int(time.time() * 1000)
-        r = httpx.post(f"{agent}/invocations", json={"case": SEED_CASE}, timeout=600,
-                       headers={"X-Amzn-Bedrock-AgentCore-Runtime-Session-Id": "demo-session-0001-abcdefghijklmnopq"})
+        r = httpx.post(
+            f"{agent}/invocations",
+            json={"case": SEED_CASE},
+            timeout=600,
+            headers={"X-Amzn-Bedrock-AgentCore-Runtime-Session-Id": "demo-session-0001-abcdefghijklmnopq"},
+        )
         if r.status_code != 200:
             raise RuntimeError(f"the agent answered {r.status_code}: {r.text}")
         result = r.json()
@@ -304,9 +440,12 @@ class Demo:
         local_copy.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         trace = self._wait_for_trace(mlflow_uri, "clinical-agent-demo-traces", since_ms=asked_ms)
         return {
-            "answer": result.get("answer", ""), "report_uri": result["report_uri"],
-            "report_encryption": head.get("ServerSideEncryption"), "report_bytes": head["ContentLength"],
-            "report_copy": str(local_copy), "trace": trace,
+            "answer": result.get("answer", ""),
+            "report_uri": result["report_uri"],
+            "report_encryption": head.get("ServerSideEncryption"),
+            "report_bytes": head["ContentLength"],
+            "report_copy": str(local_copy),
+            "trace": trace,
         }
 
     def _wait_for_trace(self, uri: str, experiment: str, *, since_ms: int, timeout: float = 60) -> dict:
@@ -320,18 +459,16 @@ class Demo:
             traces = client.search_traces(locations=[exp.experiment_id]) if exp else []
             for t in (t for t in traces if t.info.timestamp_ms >= since_ms):
                 names = sorted({sp.name for sp in t.data.spans})
-                if "diagnose" in names:
+                if exp and "diagnose" in names:
                     return {"trace_id": t.info.trace_id, "experiment_id": exp.experiment_id, "spans": names}
             time.sleep(0.5)
-        raise RuntimeError(f"no trace with the model-call span reached MLflow experiment {experiment} in {timeout:.0f} s")
+        raise RuntimeError(
+            f"no trace with the model-call span reached MLflow experiment {experiment} in {timeout:.0f} s"
+        )
 
 
 def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the demo like Ctrl-C: every service is stopped by PID
-
-
-def _creds(c: dict[str, str]) -> dict[str, str]:
-    return {"aws_access_key_id": c["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": c["AWS_SECRET_ACCESS_KEY"]}
 
 
 def links(result: dict) -> list[str]:
@@ -359,16 +496,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = demo.run()
-        print("\n== the agent's answer (a tiny random-weight model: the words mean nothing, the flow is real) ==\n"
-              + (result["answer"].strip() or "(no text)"))
-        print(f"\nreport:        {result['report_uri']} ({result['report_bytes']} bytes, {result['report_encryption']})")
+        print(
+            "\n== the agent's answer (a tiny random-weight model: the words mean nothing, the flow is real) ==\n"
+            + (result["answer"].strip() or "(no text)")
+        )
+        print(
+            f"\nreport:        {result['report_uri']} ({result['report_bytes']} bytes, {result['report_encryption']})"
+        )
         print(f"               a copy: {result['report_copy']}")
         for line in links(result):
             print(line)
         print(f"spans:         {', '.join(result['trace']['spans'])}")
         if demo.skipped and not demo.ran:
-            print("\nNothing changed since the last run: every step was skipped (use --fresh to run them again;"
-                  " `make mlflow-ui` serves the links above).")
+            print(
+                "\nNothing changed since the last run: every step was skipped (use --fresh to run them again;"
+                " `make mlflow-ui` serves the links above)."
+            )
         if settings.keep_running and demo.services:
             print("\nservices are up; Ctrl-C stops them")
             signal.pause()
@@ -378,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         demo.stop_all()
-        (settings.workdir / "state" / "last_result.json").write_text(json.dumps({"ran": demo.ran, "skipped": demo.skipped}))
+        (settings.workdir / "state" / "last_result.json").write_text(
+            json.dumps({"ran": demo.ran, "skipped": demo.skipped})
+        )
 
 
 if __name__ == "__main__":

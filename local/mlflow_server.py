@@ -20,9 +20,17 @@ def start_mlflow(root: Path, *, port: int | None = None, timeout: float = 180.0)
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
-        str(Path(sys.executable).parent / "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     return LocalServer.start(args, port=port, health="/health", timeout=timeout, cwd=root)

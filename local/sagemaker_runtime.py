@@ -23,15 +23,18 @@ import binascii
 import json
 import re
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 ACCOUNT = "123456789012"
 COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
 ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
 _FORWARDED = ("Content-Type", "Accept", "X-Amzn-SageMaker-Custom-Attributes")
 _NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9])*"
-_ROUTE = re.compile(rf"^(?P<endpoint>{_NAME})(/(?P<component>{_NAME}))?=(?P<url>https?://[^#\s]+)(#adapter=(?P<adapter>[\w.-]+))?$")
+_ROUTE = re.compile(
+    rf"^(?P<endpoint>{_NAME})(/(?P<component>{_NAME}))?=(?P<url>https?://[^#\s]+)(#adapter=(?P<adapter>[\w.-]+))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ def parse_route(spec: str) -> Route:
 
 
 # --- AWS event-stream framing (application/vnd.amazon.eventstream) -----------------------------
+
 
 def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
     """One event-stream message: prelude (total and header lengths), prelude CRC32, string headers
@@ -78,7 +82,8 @@ def stream_error(message: str, code: str = "ModelStreamError") -> bytes:
 
 # --- the server -----------------------------------------------------------------------------
 
-def create_app(routes: list[Route], timeout: float = 300.0) -> Any:
+
+def create_app(routes: list[Route], timeout: float = 300.0) -> Any:  # noqa: C901 (to be split: issue 18)
     import contextlib
 
     import httpx
@@ -134,7 +139,7 @@ def create_app(routes: list[Route], timeout: float = 300.0) -> Any:
         return error(
             424,
             "ModelError",
-            f"Received {kind} error ({status}) from primary with message \"{text}\".",
+            f'Received {kind} error ({status}) from primary with message "{text}".',
             OriginalStatusCode=status,
             OriginalMessage=text,
             LogStreamArn=f"arn:aws:logs:local:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/local",

@@ -50,7 +50,11 @@ def assessment(case: str) -> str:
     """A deterministic markdown assessment in the sections the clinical super-prompt asks for."""
     lowered = case.lower()
     differential = next((d for keys, d in _FINDINGS if any(k in lowered for k in keys)), None)
-    differential = differential or ["Viral syndrome", "Medication side effect", "Early presentation of systemic illness"]
+    differential = differential or [
+        "Viral syndrome",
+        "Medication side effect",
+        "Early presentation of systemic illness",
+    ]
     likelihood = ["high", "medium", "low"]
     lines = ["## Summary", "Synthetic teaching case assessed by the scripted model.", "", "## Differential diagnosis"]
     lines += [f"{i + 1}. {d} - likelihood {likelihood[i]}" for i, d in enumerate(differential)]
@@ -68,7 +72,10 @@ def decide(body: dict[str, Any], mode: str = "tools") -> dict[str, Any]:
     if mode != "tools" or not offered:
         return {"content": assessment(user)}
     calls = {  # tool_call_id -> name, in the order the assistant made them
-        c["id"]: c["function"]["name"] for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or []
+        c["id"]: c["function"]["name"]
+        for m in messages
+        if m.get("role") == "assistant"
+        for c in m.get("tool_calls") or []
     }
     results = {calls.get(m.get("tool_call_id"), "?"): text_of(m) for m in messages if m.get("role") == "tool"}
     for name, result in results.items():
@@ -91,7 +98,15 @@ def decide(body: dict[str, Any], mode: str = "tools") -> dict[str, Any]:
     for name in TOOL_ORDER:
         if name in offered and name not in calls.values():
             call_id = f"call_{len(calls) + 1}"
-            return {"tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments[name]())}}]}
+            return {
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": json.dumps(arguments[name]())},
+                    }
+                ]
+            }
     uri = results.get("upload_diagnostic_report", "")
     return {"content": f"Assessment complete for {patient}. Report stored at {uri}." if uri else assessment(user)}
 
@@ -122,16 +137,33 @@ def stream_chunks(body: dict[str, Any], reply: dict[str, Any], model: str) -> li
     """OpenAI ``chat.completion.chunk`` events: text in small deltas, tool arguments in two parts."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
-        return {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]} | extra
+        return {
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        } | extra
 
     chunks = [chunk({"role": "assistant", "content": ""})]
     if "tool_calls" in reply:
         for i, call in enumerate(reply["tool_calls"]):
             args = call["function"]["arguments"]
             half = len(args) // 2
-            chunks.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                                 "function": {"name": call["function"]["name"], "arguments": args[:half]}}]}))
+            chunks.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": args[:half]},
+                            }
+                        ]
+                    }
+                )
+            )
             chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]}))
         finish, text = "tool_calls", json.dumps(reply["tool_calls"])
     else:
@@ -153,7 +185,7 @@ class ScriptedModel:
         self.lock = threading.Lock()
 
 
-def make_handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
+def make_handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:  # noqa: C901 (to be split: issue 18)
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 

@@ -17,13 +17,19 @@ are non-zero, so it changes the model's outputs (a freshly initialised LoRA woul
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "training" / "llama3_2_training.jinja"
 SPECIAL_TOKENS = [
-    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-    "<|eot_id|>", "<|eom_id|>", "<|python_tag|>", "<|finetune_right_pad_id|>",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|python_tag|>",
+    "<|finetune_right_pad_id|>",
 ]
 _CORPUS = [
     "You are a helpful clinical assistant. Cutting Knowledge Date: December 2023. Today Date:",
@@ -46,12 +52,19 @@ def build_tiny_tokenizer(out_dir: str | Path, *, corpus: Iterable[str] = (), voc
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator([*_CORPUS, *corpus], trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-        pad_token="<|finetune_right_pad_id|>", chat_template=TEMPLATE.read_text(),
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>",
+        chat_template=TEMPLATE.read_text(),
         model_max_length=2048,
     )
     fast.save_pretrained(out_dir)
@@ -65,24 +78,40 @@ def build_tiny_model(out_dir: str | Path, *, corpus: Iterable[str] = (), seed: i
 
     out = Path(out_dir)
     tok = build_tiny_tokenizer(out, corpus=corpus)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>",
-                                                     "<|finetune_right_pad_id|>")}
+    ids = {
+        t: tok.convert_tokens_to_ids(t)
+        for t in ("<|begin_of_text|>", "<|eot_id|>", "<|end_of_text|>", "<|finetune_right_pad_id|>")
+    }
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=ids["<|begin_of_text|>"], eos_token_id=[ids["<|eot_id|>"], ids["<|end_of_text|>"]],
-        pad_token_id=ids["<|finetune_right_pad_id|>"], tie_word_embeddings=True,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=ids["<|begin_of_text|>"],
+        eos_token_id=[ids["<|eot_id|>"], ids["<|end_of_text|>"]],
+        pad_token_id=ids["<|finetune_right_pad_id|>"],
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id)
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
+    )
     model.save_pretrained(out)
     return out
 
 
-def build_tiny_adapter(base_dir: str | Path, out_dir: str | Path, *, rank: int = 4, seed: int = 0,
-                       target_modules: tuple[str, ...] = ("q_proj", "v_proj")) -> Path:
+def build_tiny_adapter(
+    base_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    rank: int = 4,
+    seed: int = 0,
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj"),
+) -> Path:
     """Save a LoRA adapter for the tiny model at ``base_dir`` whose weights change its outputs."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -90,11 +119,12 @@ def build_tiny_adapter(base_dir: str | Path, out_dir: str | Path, *, rank: int =
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(base_dir)
-    model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(target_modules),
-                                            task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(target_modules), task_type="CAUSAL_LM")
+    )
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.5)
-    model.save_pretrained(out_dir)
+    model.save_pretrained(str(out_dir))
     return Path(out_dir)

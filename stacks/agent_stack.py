@@ -84,7 +84,7 @@ class AgentStack(Stack):
         compliance.acknowledge(self.table, *compliance.PATIENT_TABLE)
         if agent.seed_patients:
             seed_logs = self._log_group("SeedLogs", settings, key)
-            seed = SeedItems(
+            SeedItems(
                 self,
                 "SyntheticPatients",
                 table=self.table,

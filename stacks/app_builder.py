@@ -1,4 +1,5 @@
-"""Builds the whole app from settings: one Stage per environment and the delivery pipeline, behind the compliance gates."""
+"""Builds the whole app from settings: one Stage per environment and the delivery pipeline, behind the compliance
+gates."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from typing import Any
 from aws_cdk import App
 
 from stacks import compliance
-from stacks.settings import ConfigError, context_overrides, known_environments, load_delivery, load_environment, requested_environments
+from stacks.settings import (
+    ConfigError,
+    context_overrides,
+    known_environments,
+    load_delivery,
+    load_environment,
+    requested_environments,
+)
 from stacks.stage import ClinicalAgentStage
 
 DELIVERY_STACK_ID = "Delivery"

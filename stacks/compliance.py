@@ -36,49 +36,81 @@ def acknowledge(construct: IConstruct, *acks: Ack) -> None:
 # --- every environment ------------------------------------------------------------------------
 
 STAGE_WIDE = (
-    Ack("HIPAA.Security-IAMNoInlinePolicy",
+    Ack(
+        "HIPAA.Security-IAMNoInlinePolicy",
         "Each role's permissions are CDK grants scoped to this environment's resources, kept inline so they share the "
-        "role's lifecycle and cannot be attached elsewhere (AWS guidance for a strict one-to-one policy)."),
+        "role's lifecycle and cannot be attached elsewhere (AWS guidance for a strict one-to-one policy).",
+    ),
 )
 
 # --- data -------------------------------------------------------------------------------------
 
 ACCESS_LOG_BUCKET = (
     Ack("AwsSolutions-S1", "This is the server access log bucket; logging it into itself would loop."),
-    Ack("HIPAA.Security-S3BucketLoggingEnabled", "This is the server access log bucket; logging it into itself would loop."),
-    Ack("HIPAA.Security-S3DefaultEncryptionKMS",
-        "S3 server access log delivery supports only SSE-S3 on the target bucket; it holds request metadata, not PHI."),
-    Ack("HIPAA.Security-S3BucketReplicationEnabled",
-        "Access logs are an audit copy already; cross-region replication of logs is not required by our retention policy."),
+    Ack(
+        "HIPAA.Security-S3BucketLoggingEnabled",
+        "This is the server access log bucket; logging it into itself would loop.",
+    ),
+    Ack(
+        "HIPAA.Security-S3DefaultEncryptionKMS",
+        "S3 server access log delivery supports only SSE-S3 on the target bucket; it holds request metadata, not PHI.",
+    ),
+    Ack(
+        "HIPAA.Security-S3BucketReplicationEnabled",
+        "Access logs are an audit copy already; cross-region replication of logs is not required by our retention "
+        "policy.",
+    ),
 )
 
 DATA_BUCKET = (
-    Ack("HIPAA.Security-S3BucketReplicationEnabled",
+    Ack(
+        "HIPAA.Security-S3BucketReplicationEnabled",
         "Versioning plus KMS and retention protect the data; cross-region replication is a per-deployment DR choice, "
-        "not enabled for synthetic training data and reports."),
+        "not enabled for synthetic training data and reports.",
+    ),
 )
 
 AUTO_DELETE_PROVIDER = (
-    Ack("AwsSolutions-IAM4", "CDK-managed provider for auto-deleting dev buckets; uses the AWS-managed basic execution role."),
+    Ack(
+        "AwsSolutions-IAM4",
+        "CDK-managed provider for auto-deleting dev buckets; uses the AWS-managed basic execution role.",
+    ),
     Ack("AwsSolutions-L1", "CDK-managed provider runtime is chosen by aws-cdk-lib and upgraded with it."),
     Ack("HIPAA.Security-LambdaConcurrency", "CDK-managed provider runs only on stack deletion in dev."),
-    Ack("HIPAA.Security-LambdaDLQ", "CDK-managed provider is invoked synchronously by CloudFormation, which reports failures."),
-    Ack("HIPAA.Security-LambdaInsideVPC", "CDK-managed provider only calls the S3 API to empty a dev bucket on deletion."),
+    Ack(
+        "HIPAA.Security-LambdaDLQ",
+        "CDK-managed provider is invoked synchronously by CloudFormation, which reports failures.",
+    ),
+    Ack(
+        "HIPAA.Security-LambdaInsideVPC",
+        "CDK-managed provider only calls the S3 API to empty a dev bucket on deletion.",
+    ),
 )
 
 # --- network ----------------------------------------------------------------------------------
 
 RESTRICT_DEFAULT_SG_PROVIDER = (
-    Ack("AwsSolutions-IAM4", "CDK-managed provider that strips the default security group's rules; AWS-managed basic execution role."),
+    Ack(
+        "AwsSolutions-IAM4",
+        "CDK-managed provider that strips the default security group's rules; AWS-managed basic execution role.",
+    ),
     Ack("AwsSolutions-L1", "CDK-managed provider runtime is chosen by aws-cdk-lib and upgraded with it."),
     Ack("HIPAA.Security-LambdaConcurrency", "CDK-managed provider runs only on stack create/update."),
-    Ack("HIPAA.Security-LambdaDLQ", "CDK-managed provider is invoked synchronously by CloudFormation, which reports failures."),
-    Ack("HIPAA.Security-LambdaInsideVPC", "CDK-managed provider calls only the EC2 API to close the default security group."),
+    Ack(
+        "HIPAA.Security-LambdaDLQ",
+        "CDK-managed provider is invoked synchronously by CloudFormation, which reports failures.",
+    ),
+    Ack(
+        "HIPAA.Security-LambdaInsideVPC",
+        "CDK-managed provider calls only the EC2 API to close the default security group.",
+    ),
 )
 
 AVAILABILITY_ZONES = (
-    Ack("CloudFormation-Validate::W3010",
-        "The AZ names come from settings on purpose: synth must not look them up in the account."),
+    Ack(
+        "CloudFormation-Validate::W3010",
+        "The AZ names come from settings on purpose: synth must not look them up in the account.",
+    ),
 )
 
 # --- mlops ------------------------------------------------------------------------------------
@@ -88,9 +120,8 @@ AVAILABILITY_ZONES = (
 # glob patterns written next to the grants ("*" = any text, "[*]" = a literal "*"): a wildcard that no
 # pattern expects still fails synth.
 
-def acknowledge_wildcards(
-    construct: IConstruct, reason: str, *patterns: str, resources: tuple[str, ...] = ()
-) -> None:
+
+def acknowledge_wildcards(construct: IConstruct, reason: str, *patterns: str, resources: tuple[str, ...] = ()) -> None:
     """Acknowledge AwsSolutions-IAM5 findings of the IAM policies under ``construct`` that match ``patterns``
     (globs over finding ids, e.g. ``Resource::*/mlflow/[*]``) or name exactly one of ``resources`` (strings that
     may hold tokens). Cross-stack references render only once synthesis resolves them, so the findings are
@@ -161,8 +192,10 @@ class _WildcardAcks:
         return []
 
 
-MLFLOW_ROLE = ("The MLflow service role's wildcards are the object keys under its own artifact prefix; listing is "
-               "conditioned on that prefix and KMS is Decrypt/GenerateDataKey on the environment's key.")
+MLFLOW_ROLE = (
+    "The MLflow service role's wildcards are the object keys under its own artifact prefix; listing is "
+    "conditioned on that prefix and KMS is Decrypt/GenerateDataKey on the environment's key."
+)
 
 PIPELINE_ROLE = (
     "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the datasets "
@@ -171,19 +204,23 @@ PIPELINE_ROLE = (
     "this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
     "sagemaker-mlflow:* on this environment's one MLflow ARN (the tracking API is one namespace); "
     "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace condition /aws/sagemaker/*) and the "
-    "network-interface actions of jobs in the VPC have no resource-level permissions.")
+    "network-interface actions of jobs in the VPC have no resource-level permissions."
+)
 
 DEPLOY_ADAPTER_ROLE = (
     "DescribeModelPackage on the versions of this environment's one model package group (created at run time); X-Ray "
     "PutTraceSegments/PutTelemetryRecords and, in a VPC, Lambda's network-interface actions have no resource-level "
-    "permissions.")
+    "permissions."
+)
 
 # Only where settings.network.enabled is false (dev): there is no VPC to attach the function to.
 DEPLOY_ADAPTER_NO_VPC = (
-    Ack("HIPAA.Security-LambdaInsideVPC",
+    Ack(
+        "HIPAA.Security-LambdaInsideVPC",
         "This environment has no VPC (settings.network.enabled is false). The function handles no patient data: it "
         "reads a model package's metadata and updates one inference component through the SageMaker and DynamoDB "
-        "APIs. Environments with the network on run it in their private isolated subnets."),
+        "APIs. Environments with the network on run it in their private isolated subnets.",
+    ),
 )
 
 # --- inference --------------------------------------------------------------------------------
@@ -196,33 +233,43 @@ ENDPOINT_ROLE_WILDCARDS = (
 )
 
 ENDPOINT_CONFIG = (
-    Ack("HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured",
+    Ack(
+        "HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured",
         "Every GPU instance type the endpoint may use (settings.ACCELERATORS) has local NVMe instance storage, which "
         "the instance encrypts in hardware; SageMaker refuses KmsKeyId for such instance types. Weights and adapters "
-        "stay KMS-encrypted at rest in S3."),
+        "stay KMS-encrypted at rest in S3.",
+    ),
 )
 
 
 # --- agent ------------------------------------------------------------------------------------
 
 PATIENT_TABLE = (
-    Ack("HIPAA.Security-DynamoDBInBackupPlan",
+    Ack(
+        "HIPAA.Security-DynamoDBInBackupPlan",
         "Point-in-time recovery is on (continuous backups, restore to any second of the last 35 days), the table is "
         "retained and deletion-protected outside dev; longer-term copies are an account-level AWS Backup policy "
-        "decision, not a per-stack plan."),
+        "decision, not a per-stack plan.",
+    ),
 )
 
 AGENT_SEED_PROVIDER = (
-    Ack("HIPAA.Security-LambdaConcurrency",
-        "CDK's AwsCustomResource provider runs only while CloudFormation deploys dev, once per seed record."),
-    Ack("HIPAA.Security-LambdaDLQ",
+    Ack(
+        "HIPAA.Security-LambdaConcurrency",
+        "CDK's AwsCustomResource provider runs only while CloudFormation deploys dev, once per seed record.",
+    ),
+    Ack(
+        "HIPAA.Security-LambdaDLQ",
         "CDK's AwsCustomResource provider is invoked synchronously by CloudFormation, which fails the deployment on "
-        "error."),
+        "error.",
+    ),
 )
 AGENT_SEED_PROVIDER_NO_VPC = (
-    Ack("HIPAA.Security-LambdaInsideVPC",
+    Ack(
+        "HIPAA.Security-LambdaInsideVPC",
         "The environment has no VPC (dev); CDK's AwsCustomResource provider only calls DynamoDB PutItem with "
-        "synthetic records."),
+        "synthetic records.",
+    ),
 )
 
 _AGENTCORE_L2 = "the AgentCore Runtime L2's standard grant for every runtime"
@@ -234,26 +281,42 @@ def agent_runtime_role(stack) -> tuple[Ack, ...]:
     logs = f"arn:{partition}:logs:{region}:{account}:log-group:"
     assets = f"arn:{partition}:s3:::cdk-hnb659fds-assets-{account}-{region}"
     return (
-        Ack(f"AwsSolutions-IAM5[Resource::{logs}/aws/bedrock-agentcore/runtimes/*]",
+        Ack(
+            f"AwsSolutions-IAM5[Resource::{logs}/aws/bedrock-agentcore/runtimes/*]",
             f"Runtime log groups are named after the runtime id, known only after creation: {_AGENTCORE_L2} "
-            "(CreateLogGroup/DescribeLogStreams under the AgentCore prefix only)."),
-        Ack(f"AwsSolutions-IAM5[Resource::{logs}/aws/bedrock-agentcore/runtimes/*:log-stream:*]",
-            f"Log streams of the runtime's own log groups (see above): {_AGENTCORE_L2}."),
-        Ack(f"AwsSolutions-IAM5[Resource::{logs}*]",
-            "logs:DescribeLogGroups is a list action that IAM scopes only to the account's log groups."),
-        Ack("AwsSolutions-IAM5[Resource::*]",
+            "(CreateLogGroup/DescribeLogStreams under the AgentCore prefix only).",
+        ),
+        Ack(
+            f"AwsSolutions-IAM5[Resource::{logs}/aws/bedrock-agentcore/runtimes/*:log-stream:*]",
+            f"Log streams of the runtime's own log groups (see above): {_AGENTCORE_L2}.",
+        ),
+        Ack(
+            f"AwsSolutions-IAM5[Resource::{logs}*]",
+            "logs:DescribeLogGroups is a list action that IAM scopes only to the account's log groups.",
+        ),
+        Ack(
+            "AwsSolutions-IAM5[Resource::*]",
             "X-Ray PutTraceSegments/PutTelemetryRecords/GetSampling* have no resource-level permissions; "
-            "cloudwatch:PutMetricData is limited to the bedrock-agentcore namespace by condition."),
-        Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:bedrock-agentcore:{region}:{account}:"
+            "cloudwatch:PutMetricData is limited to the bedrock-agentcore namespace by condition.",
+        ),
+        Ack(
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:bedrock-agentcore:{region}:{account}:"
             "workload-identity-directory/default/workload-identity/*]",
-            f"Workload access tokens of this account's default identity directory: {_AGENTCORE_L2}."),
-        *(Ack(f"AwsSolutions-IAM5[Action::{action}]",
-              "Read of the code package the runtime starts from: CDK's asset grant on the bootstrap assets bucket "
-              "(read-only; the package key is a content hash that changes with every release).")
-          for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*")),
-        Ack(f"AwsSolutions-IAM5[Resource::{assets}/*]",
+            f"Workload access tokens of this account's default identity directory: {_AGENTCORE_L2}.",
+        ),
+        *(
+            Ack(
+                f"AwsSolutions-IAM5[Action::{action}]",
+                "Read of the code package the runtime starts from: CDK's asset grant on the bootstrap assets bucket "
+                "(read-only; the package key is a content hash that changes with every release).",
+            )
+            for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*")
+        ),
+        Ack(
+            f"AwsSolutions-IAM5[Resource::{assets}/*]",
             "Read of the code package in the CDK bootstrap assets bucket; its key is a content hash "
-            "(see s3:GetObject*)."),
+            "(see s3:GetObject*).",
+        ),
     )
 
 
@@ -265,35 +328,65 @@ AGENT_REPORTS_PREFIX = (
 
 # --- delivery ---------------------------------------------------------------------------------
 
-_ARTIFACTS = ("CDK Pipelines' grant on this pipeline's own artifact bucket and its KMS key only: these wildcards are "
-              "object keys and action families within one bucket and one key.")
-_PROJECT = ("CodeBuild's own grant for the project's report groups and default log group, both named after the project "
-            "(builds log to the pipeline's KMS-encrypted BuildLogs group).")
+_ARTIFACTS = (
+    "CDK Pipelines' grant on this pipeline's own artifact bucket and its KMS key only: these wildcards are "
+    "object keys and action families within one bucket and one key."
+)
+_PROJECT = (
+    "CodeBuild's own grant for the project's report groups and default log group, both named after the project "
+    "(builds log to the pipeline's KMS-encrypted BuildLogs group)."
+)
 
 # Applied to the pipeline construct (stacks/delivery_stack.py); the stages it deploys are checked like direct deploys.
 DELIVERY = (
-    Ack("HIPAA.Security-IAMNoInlinePolicy",
+    Ack(
+        "HIPAA.Security-IAMNoInlinePolicy",
         "CDK Pipelines gives each action and CodeBuild project its own role with a generated policy scoped to this "
-        "pipeline's bucket, key, log group and the target accounts' bootstrap roles; kept inline, one-to-one with its role."),
-    Ack("HIPAA.Security-CodeBuildProjectSourceRepoUrl",
+        "pipeline's bucket, key, log group and the target accounts' bootstrap roles; kept inline, one-to-one with its "
+        "role.",
+    ),
+    Ack(
+        "HIPAA.Security-CodeBuildProjectSourceRepoUrl",
         "The projects' source is CODEPIPELINE (the pipeline's artifacts), not a repository URL; CodePipeline reads the "
-        "repository through a CodeConnections connection (an OAuth app installation), so no credentials are in any URL."),
-    *(Ack(f"AwsSolutions-IAM5[Action::{action}]", _ARTIFACTS) for action in (
-        "s3:Abort*", "s3:DeleteObject*", "s3:GetBucket*", "s3:GetObject*", "s3:List*", "kms:GenerateDataKey*", "kms:ReEncrypt*")),
-    Ack("AwsSolutions-IAM5[Resource::*]",
+        "repository through a CodeConnections connection (an OAuth app installation), so no credentials are in any "
+        "URL.",
+    ),
+    *(
+        Ack(f"AwsSolutions-IAM5[Action::{action}]", _ARTIFACTS)
+        for action in (
+            "s3:Abort*",
+            "s3:DeleteObject*",
+            "s3:GetBucket*",
+            "s3:GetObject*",
+            "s3:List*",
+            "kms:GenerateDataKey*",
+            "kms:ReEncrypt*",
+        )
+    ),
+    Ack(
+        "AwsSolutions-IAM5[Resource::*]",
         "Two CDK Pipelines statements with no narrower resource: self-mutation's cloudformation:DescribeStacks and "
         "s3:ListBucket (read-only, how the CDK CLI finds its stacks and bootstrap bucket), and the asset role's "
-        "codebuild:StartBuild/BatchGetBuilds/StopBuild for the publishing projects it runs."),
+        "codebuild:StartBuild/BatchGetBuilds/StopBuild for the publishing projects it runs.",
+    ),
 )
 
 
-_REPLICATION = ("CodePipeline's replication bucket for deploy actions in another region (support stack created by CDK): "
-                "it holds transient copies of this pipeline's artifacts, encrypted with a rotated KMS key that trusts "
-                "only the target deploy roles, private and TLS-only; the artifact bucket in the pipeline's region is the "
-                "access-logged, versioned copy.")
-DELIVERY_REPLICATION_BUCKET = tuple(Ack(rule, _REPLICATION) for rule in (
-    "AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled", "HIPAA.Security-S3BucketVersioningEnabled",
-    "HIPAA.Security-S3BucketReplicationEnabled"))
+_REPLICATION = (
+    "CodePipeline's replication bucket for deploy actions in another region (support stack created by CDK): "
+    "it holds transient copies of this pipeline's artifacts, encrypted with a rotated KMS key that trusts "
+    "only the target deploy roles, private and TLS-only; the artifact bucket in the pipeline's region is the "
+    "access-logged, versioned copy."
+)
+DELIVERY_REPLICATION_BUCKET = tuple(
+    Ack(rule, _REPLICATION)
+    for rule in (
+        "AwsSolutions-S1",
+        "HIPAA.Security-S3BucketLoggingEnabled",
+        "HIPAA.Security-S3BucketVersioningEnabled",
+        "HIPAA.Security-S3BucketReplicationEnabled",
+    )
+)
 
 
 def delivery_pipeline(pipeline) -> tuple[Ack, ...]:
@@ -302,17 +395,27 @@ def delivery_pipeline(pipeline) -> tuple[Ack, ...]:
     from aws_cdk import aws_codebuild as codebuild
 
     stack = Stack.of(pipeline)
-    account, region, partition = stack.resolve(stack.account), stack.resolve(stack.region), stack.resolve(stack.partition)
+    account, region, partition = (
+        stack.resolve(stack.account),
+        stack.resolve(stack.region),
+        stack.resolve(stack.partition),
+    )
     bucket = stack.get_logical_id(pipeline.pipeline.artifact_bucket.node.default_child)
     acks = [
         Ack(f"AwsSolutions-IAM5[Resource::<{stack.resolve(bucket)}.Arn>/*]", _ARTIFACTS),
-        Ack(f"AwsSolutions-IAM5[Resource::arn:*:iam::{account}:role/*]",
+        Ack(
+            f"AwsSolutions-IAM5[Resource::arn:*:iam::{account}:role/*]",
             "Self-mutation may assume only the tooling account's CDK bootstrap roles: the statement is conditioned on "
-            "the tag aws-cdk:bootstrap-role (deploy, file-publishing, image-publishing)."),
-        Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:codebuild:{region}:{account}:report-group/*]",
-            "The shared asset-publishing role serves one project per asset kind; " + _PROJECT),
-        Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{region}:{account}:log-group:/aws/codebuild/*]",
-            "The shared asset-publishing role serves one project per asset kind; " + _PROJECT),
+            "the tag aws-cdk:bootstrap-role (deploy, file-publishing, image-publishing).",
+        ),
+        Ack(
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:codebuild:{region}:{account}:report-group/*]",
+            "The shared asset-publishing role serves one project per asset kind; " + _PROJECT,
+        ),
+        Ack(
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{region}:{account}:log-group:/aws/codebuild/*]",
+            "The shared asset-publishing role serves one project per asset kind; " + _PROJECT,
+        ),
     ]
     for support in pipeline.pipeline.cross_region_support.values():
         name = stack.resolve(support.replication_bucket.bucket_name)
@@ -320,7 +423,13 @@ def delivery_pipeline(pipeline) -> tuple[Ack, ...]:
     for project in (c for c in pipeline.node.find_all() if isinstance(c, codebuild.CfnProject)):
         id = stack.resolve(stack.get_logical_id(project))
         acks += [
-            Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:codebuild:{region}:{account}:report-group/<{id}>-*]", _PROJECT),
-            Ack(f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{region}:{account}:log-group:/aws/codebuild/<{id}>:*]", _PROJECT),
+            Ack(
+                f"AwsSolutions-IAM5[Resource::arn:{partition}:codebuild:{region}:{account}:report-group/<{id}>-*]",
+                _PROJECT,
+            ),
+            Ack(
+                f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{region}:{account}:log-group:/aws/codebuild/<{id}>:*]",
+                _PROJECT,
+            ),
         ]
     return tuple(acks)

@@ -53,7 +53,7 @@ class DataStack(Stack):
         self.reports_bucket = bucket("Reports")
 
         if settings.destroy:
-            provider = self.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
+            provider = self.node.find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
             compliance.acknowledge(provider, *compliance.AUTO_DELETE_PROVIDER)
 
         for name, value in {

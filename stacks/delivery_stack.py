@@ -14,11 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import CfnOutput, DefaultStackSynthesizer, Duration, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import CfnOutput, DefaultStackSynthesizer, Duration, Environment, RemovalPolicy, Stack, Tags, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import pipelines
 from constructs import Construct
 
 from stacks import compliance
@@ -49,19 +48,35 @@ class HealthCheck:
 
 # Checks whose stack or output a stage lacks are left out; the Data checks apply to every stage.
 HEALTH_CHECKS = (
-    HealthCheck("data", "KeyArn", "KEY_ARN",
-                's=$(aws kms describe-key --key-id "$KEY_ARN" --query KeyMetadata.KeyState --output text)'
-                ' && echo "data key: $s" && test "$s" = Enabled'),
-    HealthCheck("data", "DatasetsBucketName", "DATASETS_BUCKET",
-                'aws s3api head-bucket --bucket "$DATASETS_BUCKET" && echo "datasets bucket: reachable"'),
-    HealthCheck("inference", "EndpointName", "ENDPOINT_NAME",
-                's=$(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME"'
-                ' --query EndpointStatus --output text)'
-                ' && echo "endpoint $ENDPOINT_NAME: $s" && test "$s" = InService'),
-    HealthCheck("agent", "RuntimeArn", "AGENT_RUNTIME_ARN",
-                's=$(aws bedrock-agentcore-control get-agent-runtime'
-                ' --agent-runtime-id "${AGENT_RUNTIME_ARN##*/}" --query status --output text)'
-                ' && echo "agent runtime: $s" && test "$s" = READY'),
+    HealthCheck(
+        "data",
+        "KeyArn",
+        "KEY_ARN",
+        's=$(aws kms describe-key --key-id "$KEY_ARN" --query KeyMetadata.KeyState --output text)'
+        ' && echo "data key: $s" && test "$s" = Enabled',
+    ),
+    HealthCheck(
+        "data",
+        "DatasetsBucketName",
+        "DATASETS_BUCKET",
+        'aws s3api head-bucket --bucket "$DATASETS_BUCKET" && echo "datasets bucket: reachable"',
+    ),
+    HealthCheck(
+        "inference",
+        "EndpointName",
+        "ENDPOINT_NAME",
+        's=$(aws sagemaker describe-endpoint --endpoint-name "$ENDPOINT_NAME"'
+        " --query EndpointStatus --output text)"
+        ' && echo "endpoint $ENDPOINT_NAME: $s" && test "$s" = InService',
+    ),
+    HealthCheck(
+        "agent",
+        "RuntimeArn",
+        "AGENT_RUNTIME_ARN",
+        "s=$(aws bedrock-agentcore-control get-agent-runtime"
+        ' --agent-runtime-id "${AGENT_RUNTIME_ARN##*/}" --query status --output text)'
+        ' && echo "agent runtime: $s" && test "$s" = READY',
+    ),
 )
 
 
@@ -129,7 +144,11 @@ class DeliveryStack(Stack):
         synth = pipelines.CodeBuildStep(
             "Synth",
             input=source,
-            commands=["make test", "make synth"],  # the Makefile installs everything; a failed test stops here
+            commands=[
+                "make check",
+                "make test",
+                "make synth",
+            ],  # the Makefile installs everything; any failure stops here
             primary_output_directory="cdk.out",
         )
         self.pipeline = pipelines.CodePipeline(
@@ -179,9 +198,7 @@ class DeliveryStack(Stack):
         diff = pipelines.CodeBuildStep(
             "AuditDiff",
             input=synth,  # cdk.out
-            commands=[
-                f'npx --yes aws-cdk@{CDK_CLI_VERSION} diff --app . --method template "{stage.node.path}/*"'
-            ],
+            commands=[f'npx --yes aws-cdk@{CDK_CLI_VERSION} diff --app . --method template "{stage.node.path}/*"'],
             role_policy_statements=[self._assume(env)],  # the CLI reads the live templates through the lookup role
         )
         approve = pipelines.ManualApprovalStep(

@@ -7,7 +7,7 @@ top of them, each base component autoscaled (to zero and back where ``min_copies
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
@@ -32,8 +32,10 @@ from stacks.settings import EnvironmentSettings
 VARIANT = "AllTraffic"
 INVOKE_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
 MANAGE_ACTIONS = [
-    "sagemaker:AddTags", "sagemaker:CreateInferenceComponent",
-    "sagemaker:DescribeInferenceComponent", "sagemaker:UpdateInferenceComponent",
+    "sagemaker:AddTags",
+    "sagemaker:CreateInferenceComponent",
+    "sagemaker:DescribeInferenceComponent",
+    "sagemaker:UpdateInferenceComponent",
 ]
 
 
@@ -57,7 +59,9 @@ class InferenceStack(Stack):
         inf = settings.inference
         self.settings = settings
         self.endpoint_name = inf.endpoint_name
-        self.endpoint_arn = self.format_arn(service="sagemaker", resource="endpoint", resource_name=inf.endpoint_name.lower())
+        self.endpoint_arn = self.format_arn(
+            service="sagemaker", resource="endpoint", resource_name=inf.endpoint_name.lower()
+        )
         self.base_component_names = {m.name: m.name for m in inf.models}
         self.approved_adapter = inf.approved_adapter
         # Every component on this endpoint: configured bases and adapters, and the one the approval automation manages.
@@ -109,9 +113,13 @@ class InferenceStack(Stack):
                     instance_type=inf.instance_type,
                     initial_instance_count=inf.initial_instance_count,
                     managed_instance_scaling=sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
-                        status="ENABLED", min_instance_count=inf.min_instance_count, max_instance_count=inf.max_instance_count
+                        status="ENABLED",
+                        min_instance_count=inf.min_instance_count,
+                        max_instance_count=inf.max_instance_count,
                     ),
-                    routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(routing_strategy="LEAST_OUTSTANDING_REQUESTS"),
+                    routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+                        routing_strategy="LEAST_OUTSTANDING_REQUESTS"
+                    ),
                 )
             ],
         )
@@ -153,7 +161,9 @@ class InferenceStack(Stack):
 
         CfnOutput(self, "EndpointName", value=inf.endpoint_name)
         CfnOutput(self, "BaseComponentNames", value=",".join(self.base_component_names.values()))
-        CfnOutput(self, "AdapterComponentNames", value=",".join([a.name for a in inf.adapters] + [inf.approved_adapter]))
+        CfnOutput(
+            self, "AdapterComponentNames", value=",".join([a.name for a in inf.adapters] + [inf.approved_adapter])
+        )
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)
 
     # --- for other stacks ---------------------------------------------------------------------
@@ -163,17 +173,22 @@ class InferenceStack(Stack):
         return self.format_arn(service="sagemaker", resource="inference-component", resource_name=name.lower())
 
     def grant_invoke(self, grantable: iam.IGrantable, components: Iterable[str] | None = None) -> iam.Grant:
-        """InvokeEndpoint(WithResponseStream) on this endpoint and its components (default: all configured + approved)."""
+        """InvokeEndpoint(WithResponseStream) on this endpoint and its components (default: all configured +
+        approved)."""
         names = list(components) if components is not None else self.component_names
         return iam.Grant.add_to_principal(
-            grantee=grantable, actions=INVOKE_ACTIONS, resource_arns=[self.endpoint_arn, *map(self.component_arn, names)]
+            grantee=grantable,
+            actions=INVOKE_ACTIONS,
+            resource_arns=[self.endpoint_arn, *map(self.component_arn, names)],
         )
 
     def grant_manage_components(self, grantable: iam.IGrantable, components: Iterable[str] | None = None) -> iam.Grant:
         """Create/update/describe/tag the named components on this endpoint (default: the approved adapter)."""
         names = list(components) if components is not None else [self.approved_adapter]
         return iam.Grant.add_to_principal(
-            grantee=grantable, actions=MANAGE_ACTIONS, resource_arns=[self.endpoint_arn, *map(self.component_arn, names)]
+            grantee=grantable,
+            actions=MANAGE_ACTIONS,
+            resource_arns=[self.endpoint_arn, *map(self.component_arn, names)],
         )
 
     # --- monitoring ---------------------------------------------------------------------------
@@ -195,7 +210,9 @@ class InferenceStack(Stack):
                 conditions={"StringEquals": {"aws:SourceAccount": self.account}},
             )
         )
-        return sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True, display_name=f"Inference alarms ({settings.name})")
+        return sns.Topic(
+            self, "Alarms", master_key=key, enforce_ssl=True, display_name=f"Inference alarms ({settings.name})"
+        )
 
     def _alarms_and_dashboard(self, components: list[str], no_capacity_alarms: list[cw.Alarm | None]) -> None:
         inf = self.settings.inference
@@ -204,8 +221,11 @@ class InferenceStack(Stack):
 
         def metric(component: str, name: str, statistic: str) -> cw.Metric:
             return cw.Metric(
-                namespace="AWS/SageMaker", metric_name=name, dimensions_map={"InferenceComponentName": component},
-                statistic=statistic, period=period,
+                namespace="AWS/SageMaker",
+                metric_name=name,
+                dimensions_map={"InferenceComponentName": component},
+                statistic=statistic,
+                period=period,
             )
 
         dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"{inf.endpoint_name}-{self.settings.name}")
@@ -215,16 +235,24 @@ class InferenceStack(Stack):
             errors = {kind: metric(c, f"Invocation{kind}Errors", "Sum") for kind in ("4XX", "5XX")}
             alarms = [
                 latency.create_alarm(
-                    self, f"{c}Latency", threshold=inf.latency_alarm_ms * 1000, evaluation_periods=3,
+                    self,
+                    f"{c}Latency",
+                    threshold=inf.latency_alarm_ms * 1000,
+                    evaluation_periods=3,
                     treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                     alarm_description=f"{c}: p90 model latency above {inf.latency_alarm_ms} ms for 15 minutes",
                 ),
                 *(
                     m.create_alarm(
-                        self, f"{c}{kind}", threshold=inf.error_alarm_count, evaluation_periods=2,
+                        self,
+                        f"{c}{kind}",
+                        threshold=inf.error_alarm_count,
+                        evaluation_periods=2,
                         comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                         treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                        alarm_description=f"{c}: at least {inf.error_alarm_count} {kind} responses per 5 minutes, twice in a row",
+                        alarm_description=(
+                            f"{c}: at least {inf.error_alarm_count} {kind} responses per 5 minutes, twice in a row"
+                        ),
                     )
                     for kind, m in errors.items()
                 ),
@@ -234,12 +262,14 @@ class InferenceStack(Stack):
             all_alarms += alarms
             dashboard.add_widgets(
                 cw.GraphWidget(
-                    title=f"{c}: invocations and errors", width=8,
+                    title=f"{c}: invocations and errors",
+                    width=8,
                     left=[metric(c, "Invocations", "Sum"), *errors.values()],
                 ),
                 cw.GraphWidget(title=f"{c}: model latency p90 (µs)", width=8, left=[latency]),
                 cw.GraphWidget(
-                    title=f"{c}: requests without capacity", width=8,
+                    title=f"{c}: requests without capacity",
+                    width=8,
                     left=[no_capacity_metric(c).with_(statistic="Sum", period=period)],
                 ),
             )

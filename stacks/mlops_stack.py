@@ -7,7 +7,8 @@ plugin takes it as tracking URI), ``mlflow`` (``grant_use(grantable)``), ``pipel
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_iam as iam
@@ -47,21 +48,34 @@ class MlopsStack(Stack):
         adapter_prefix = f"{settings.inference.adapter_artifact_prefix.strip('/')}/{tr.pipeline_name}"
 
         self.mlflow = Mlflow(
-            self, "Mlflow", kind=ml.kind, name=ml.name, bucket=artifacts_bucket, prefix=ml.artifact_prefix, key=key,
+            self,
+            "Mlflow",
+            kind=ml.kind,
+            name=ml.name,
+            bucket=artifacts_bucket,
+            prefix=ml.artifact_prefix,
+            key=key,
             tracking_server_size=ml.tracking_server_size,
         )
         compliance.acknowledge_wildcards(
-            self.mlflow.role, compliance.MLFLOW_ROLE, f"Resource::*/{ml.artifact_prefix.strip('/')}/[*]")
+            self.mlflow.role, compliance.MLFLOW_ROLE, f"Resource::*/{ml.artifact_prefix.strip('/')}/[*]"
+        )
         self.mlflow_arn = self.mlflow.arn
         self.mlflow_tracking_uri = self.mlflow.tracking_uri
 
         card = model_card_content(
-            base_model_id=tr.base_model_id, risk_rating=reg.risk_rating, lora_rank=tr.lora_rank,
-            lora_alpha=tr.lora_alpha, epochs=tr.epochs, learning_rate=tr.learning_rate,
-            accuracy_threshold=tr.accuracy_threshold, training_image=tr.training_image,
+            base_model_id=tr.base_model_id,
+            risk_rating=reg.risk_rating,
+            lora_rank=tr.lora_rank,
+            lora_alpha=tr.lora_alpha,
+            epochs=tr.epochs,
+            learning_rate=tr.learning_rate,
+            accuracy_threshold=tr.accuracy_threshold,
+            training_image=tr.training_image,
         )
         self.registry = ModelRegistry(
-            self, "Registry",
+            self,
+            "Registry",
             group_name=reg.model_package_group,
             reader_accounts=reg.reader_accounts,
             key=key,
@@ -79,7 +93,8 @@ class MlopsStack(Stack):
             m.artifact_prefix for m in settings.inference.models if m.name == settings.approved_adapter_base
         )
         training_pipeline = TrainingPipeline(
-            self, "Pipeline",
+            self,
+            "Pipeline",
             pipeline_name=tr.pipeline_name,
             training=tr,
             datasets_bucket=datasets_bucket,
@@ -94,14 +109,23 @@ class MlopsStack(Stack):
             mlflow_experiment=ml.experiment,
             model_card_content=card,
             subnet_ids=network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids
-            if network else None,
+            if network
+            else None,
             security_group_ids=[network.training_sg.security_group_id] if network else None,
         )
         group_versions = f"Resource::arn:*:sagemaker:*:model-package/{reg.model_package_group.lower()}/[*]"
         compliance.acknowledge_wildcards(
-            training_pipeline.role, compliance.PIPELINE_ROLE,
-            *(f"Resource::*/{p}/[*]" for p in (tr.dataset_prefix.strip("/"), base_model_prefix.strip("/"),
-                                               training_pipeline.output_prefix, training_pipeline.checkpoint_prefix)),
+            training_pipeline.role,
+            compliance.PIPELINE_ROLE,
+            *(
+                f"Resource::*/{p}/[*]"
+                for p in (
+                    tr.dataset_prefix.strip("/"),
+                    base_model_prefix.strip("/"),
+                    training_pipeline.output_prefix,
+                    training_pipeline.checkpoint_prefix,
+                )
+            ),
             "Resource::arn:*:sagemaker:*:processing-job/pipelines-[*]",
             "Resource::arn:*:sagemaker:*:training-job/pipelines-[*]",
             group_versions,
@@ -114,7 +138,8 @@ class MlopsStack(Stack):
         self.pipeline_role = training_pipeline.role
 
         approval = ApprovalAutomation(
-            self, "ApprovalToDeployment",
+            self,
+            "ApprovalToDeployment",
             registry=self.registry,
             endpoint_name=endpoint_name,
             base_component_name=base_component_name,
@@ -144,4 +169,3 @@ class MlopsStack(Stack):
             "DeadLetterQueueUrl": approval.dead_letters.queue_url,
         }.items():
             CfnOutput(self, name, value=value)
-

@@ -45,7 +45,7 @@ class NetworkStack(Stack):
         )
         compliance.acknowledge(self.vpc, *compliance.AVAILABILITY_ZONES)
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-        provider = self.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        provider = self.node.find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
         compliance.acknowledge(provider, *compliance.RESTRICT_DEFAULT_SG_PROVIDER)
 
         flow_logs = encrypted_log_group(
@@ -53,13 +53,21 @@ class NetworkStack(Stack):
         )
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
 
-        for name, service in {"S3": ec2.GatewayVpcEndpointAwsService.S3, "DynamoDb": ec2.GatewayVpcEndpointAwsService.DYNAMODB}.items():
-            self.vpc.add_gateway_endpoint(name, service=service, subnets=[self.subnets])
+        for name, gateway in {
+            "S3": ec2.GatewayVpcEndpointAwsService.S3,
+            "DynamoDb": ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+        }.items():
+            self.vpc.add_gateway_endpoint(name, service=gateway, subnets=[self.subnets])
         endpoint_sg = self._security_group("EndpointsSg", "HTTPS to the VPC interface endpoints")
         endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(net.cidr), ec2.Port.tcp(443), "AWS APIs from the VPC")
         for name, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
-                name, service=service, subnets=self.subnets, security_groups=[endpoint_sg], private_dns_enabled=True, open=False
+                name,
+                service=service,
+                subnets=self.subnets,
+                security_groups=[endpoint_sg],
+                private_dns_enabled=True,
+                open=False,
             )
 
         # Security groups that later stacks attach their workloads to.

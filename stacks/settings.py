@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
 PROTECTED_ENVIRONMENTS = ("staging", "prod")
+
 
 def _account(v: str) -> str:
     if not re.fullmatch(r"\d{12}", v):
@@ -38,17 +40,58 @@ ResourceName = Annotated[str, Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-z
 
 # Accelerators per SageMaker instance type (data, not branches). Extend as needed.
 ACCELERATORS: dict[str, int] = {
-    "ml.g5.xlarge": 1, "ml.g5.2xlarge": 1, "ml.g5.4xlarge": 1, "ml.g5.8xlarge": 1, "ml.g5.16xlarge": 1,
-    "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
-    "ml.g6.xlarge": 1, "ml.g6.2xlarge": 1, "ml.g6.4xlarge": 1, "ml.g6.8xlarge": 1, "ml.g6.16xlarge": 1,
-    "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8,
-    "ml.g6e.xlarge": 1, "ml.g6e.2xlarge": 1, "ml.g6e.12xlarge": 4, "ml.g6e.48xlarge": 8,
-    "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8, "ml.p5e.48xlarge": 8,
+    "ml.g5.xlarge": 1,
+    "ml.g5.2xlarge": 1,
+    "ml.g5.4xlarge": 1,
+    "ml.g5.8xlarge": 1,
+    "ml.g5.16xlarge": 1,
+    "ml.g5.12xlarge": 4,
+    "ml.g5.24xlarge": 4,
+    "ml.g5.48xlarge": 8,
+    "ml.g6.xlarge": 1,
+    "ml.g6.2xlarge": 1,
+    "ml.g6.4xlarge": 1,
+    "ml.g6.8xlarge": 1,
+    "ml.g6.16xlarge": 1,
+    "ml.g6.12xlarge": 4,
+    "ml.g6.24xlarge": 4,
+    "ml.g6.48xlarge": 8,
+    "ml.g6e.xlarge": 1,
+    "ml.g6e.2xlarge": 1,
+    "ml.g6e.12xlarge": 4,
+    "ml.g6e.48xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p5.48xlarge": 8,
+    "ml.p5e.48xlarge": 8,
 }
 
 
 # CloudWatch Logs accepts only these retention periods.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 def _retention(days: int) -> int:
@@ -83,8 +126,9 @@ class DataSettings(_Model):
 # An S3 key prefix of ours: relative, no leading or trailing "/" needed (both are stripped).
 Prefix = Annotated[str, Field(pattern=r"^/?[\w.=-]+(/[\w.=-]+)*/?$")]
 # A framework image in ECR, pinned by tag or digest (per region: no synth-time lookups).
-EcrImage = Annotated[str, Field(
-    pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")]
+EcrImage = Annotated[
+    str, Field(pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
+]
 
 
 class MlflowSettings(_Model):
@@ -167,14 +211,16 @@ class ModelSettings(_Model):
     environment: dict[str, str] = {}  # more SM_SGLANG_* flags (see containers/sglang/README.md)
 
     @model_validator(mode="after")
-    def _valid(self) -> "ModelSettings":
+    def _valid(self) -> ModelSettings:
         if self.min_copies > self.max_copies:
             raise ValueError(f"min_copies ({self.min_copies}) exceeds max_copies ({self.max_copies})")
         if self.draft_model_prefix and (
-            self.draft_model_prefix == self.artifact_prefix or not self.draft_model_prefix.startswith(self.artifact_prefix)
+            self.draft_model_prefix == self.artifact_prefix
+            or not self.draft_model_prefix.startswith(self.artifact_prefix)
         ):
             raise ValueError(
-                f"draft_model_prefix: {self.draft_model_prefix!r} must lie inside artifact_prefix {self.artifact_prefix!r} "
+                f"draft_model_prefix: {self.draft_model_prefix!r} must lie inside "
+                f"artifact_prefix {self.artifact_prefix!r} "
                 f"(SageMaker mounts one S3 prefix per model at {MODEL_DIR})"
             )
         derived = self._derived_environment()
@@ -203,7 +249,9 @@ class ModelSettings(_Model):
             env["SM_SGLANG_LORA_TARGET_MODULES"] = " ".join(self.lora_target_modules)
         if self.draft_model_prefix:
             env["SM_SGLANG_SPECULATIVE_ALGORITHM"] = "EAGLE3"
-            env["SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH"] = f"{MODEL_DIR}/{self.draft_model_prefix[len(self.artifact_prefix):].rstrip('/')}"
+            env["SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH"] = (
+                f"{MODEL_DIR}/{self.draft_model_prefix[len(self.artifact_prefix) :].rstrip('/')}"
+            )
         return env
 
     @property
@@ -249,7 +297,7 @@ class InferenceSettings(_Model):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "InferenceSettings":
+    def _consistent(self) -> InferenceSettings:
         available = ACCELERATORS[self.instance_type]
         models = {m.name: m for m in self.models}
         names = list(models)
@@ -279,7 +327,8 @@ class InferenceSettings(_Model):
             )
         if self.initial_instance_count > self.max_instance_count:
             raise ValueError(
-                f"initial_instance_count ({self.initial_instance_count}) exceeds max_instance_count ({self.max_instance_count})"
+                f"initial_instance_count ({self.initial_instance_count}) exceeds "
+                f"max_instance_count ({self.max_instance_count})"
             )
         # Each base component starts with one copy; the endpoint must have room for all of them.
         if (needed := sum(m.accelerators for m in self.models)) > available * self.max_instance_count:
@@ -336,7 +385,7 @@ class EnvironmentSettings(_Model):
         return self.inference.approved_adapter_base or self.inference.models[0].name
 
     @model_validator(mode="after")
-    def _protected(self) -> "EnvironmentSettings":
+    def _protected(self) -> EnvironmentSettings:
         if self.name in PROTECTED_ENVIRONMENTS and self.removal_policy == "destroy":
             raise ValueError(f"removal_policy: {self.name} must retain its data; 'destroy' is allowed only in dev")
         components = {m.name for m in self.inference.models} | {a.name for a in self.inference.adapters}
@@ -367,7 +416,7 @@ class DeliverySettings(_Model):
     artifact_noncurrent_version_days: int = Field(30, ge=1)
 
     @model_validator(mode="after")
-    def _order(self) -> "DeliverySettings":
+    def _order(self) -> DeliverySettings:
         if dupes := sorted({e for e in self.environments if self.environments.count(e) > 1}):
             raise ValueError(f"environments: each environment is promoted once; repeated: {', '.join(dupes)}")
         if stray := [e for e in self.approval_before if e not in self.environments]:
@@ -405,7 +454,9 @@ def _parse_override(raw: Any) -> Any:
     return raw
 
 
-def load_environment(name: str, *, overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR) -> EnvironmentSettings:
+def load_environment(
+    name: str, *, overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR
+) -> EnvironmentSettings:
     """Load and validate one environment; ``overrides`` maps dotted field paths to values."""
     known = known_environments(config_dir)
     if name not in known:

@@ -13,7 +13,7 @@ Validation messages name the field and the rule, never the value: they end up in
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 SUPER_PROMPT = (
     "You are a clinical decision-support assistant helping a licensed clinician. "
@@ -38,7 +38,7 @@ TEXT_LIMITS = {"id": 64, "chief_complaint": 500, "assessment": 2000, "diagnosis"
 FIELDS = ("id", "age", "sex", "chief_complaint", "vitals", "history", "assessment", "diagnosis")
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -98,21 +98,26 @@ def content_key(record: dict) -> tuple:
     """What makes two records the same case (the id does not)."""
     v = record["vitals"]
     return (
-        record["age"], record["sex"], " ".join(record["chief_complaint"].lower().split()),
-        tuple(sorted(v.items())), tuple(sorted(h.strip().lower() for h in record["history"])),
+        record["age"],
+        record["sex"],
+        " ".join(record["chief_complaint"].lower().split()),
+        tuple(sorted(v.items())),
+        tuple(sorted(h.strip().lower() for h in record["history"])),
         record["diagnosis"].strip().lower(),
     )
 
 
 def user_prompt(record: dict) -> str:
     v = record["vitals"]
-    vitals = ", ".join([
-        VITALS["temperature_c"][2].format(v["temperature_c"]),
-        VITALS["heart_rate"][2].format(v["heart_rate"]),
-        VITALS["respiratory_rate"][2].format(v["respiratory_rate"]),
-        VITALS["systolic_bp"][2].format(v["systolic_bp"]) + VITALS["diastolic_bp"][2].format(v["diastolic_bp"]),
-        VITALS["spo2"][2].format(v["spo2"]),
-    ])
+    vitals = ", ".join(
+        [
+            VITALS["temperature_c"][2].format(v["temperature_c"]),
+            VITALS["heart_rate"][2].format(v["heart_rate"]),
+            VITALS["respiratory_rate"][2].format(v["respiratory_rate"]),
+            VITALS["systolic_bp"][2].format(v["systolic_bp"]) + VITALS["diastolic_bp"][2].format(v["diastolic_bp"]),
+            VITALS["spo2"][2].format(v["spo2"]),
+        ]
+    )
     history = "; ".join(record["history"]) or "none reported"
     return (
         f"Patient: {record['age']}-year-old {record['sex']}\n"

@@ -30,15 +30,20 @@ EVALUATION_FILE = "evaluation.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", default="/opt/ml/processing/model",
-                   help="the adapter folder, or a folder holding model.tar.gz (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model-dir",
+        default="/opt/ml/processing/model",
+        help="the adapter folder, or a folder holding model.tar.gz (default: %(default)s)",
+    )
     p.add_argument("--test-dir", default="/opt/ml/processing/test", help="held-out *.jsonl (default: %(default)s)")
     p.add_argument("--output-dir", default="/opt/ml/processing/evaluation", help="default: %(default)s")
     p.add_argument("--base-model", help="Hugging Face id or folder (default: the one recorded in the adapter)")
-    p.add_argument("--max-samples", type=int, default=200,
-                   help="cases answered for accuracy (default 200; all are used for loss)")
+    p.add_argument(
+        "--max-samples", type=int, default=200, help="cases answered for accuracy (default 200; all are used for loss)"
+    )
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--mlflow-experiment", default=default("MLFLOW_EXPERIMENT_NAME", "clinical-diagnosis"))
@@ -57,13 +62,18 @@ def load_test(test_dir: Path) -> list[dict]:
                 continue
             try:
                 row = json.loads(line)
-                ok = isinstance(row["messages"], list) and row["messages"][-1]["role"] == "assistant" \
+                ok = (
+                    isinstance(row["messages"], list)
+                    and row["messages"][-1]["role"] == "assistant"
                     and isinstance(row["diagnosis"], str)
+                )
             except (json.JSONDecodeError, KeyError, TypeError, IndexError):
                 ok = False
             if not ok:
-                raise SystemExit(f"error: {f.name} line {n}: expected 'messages' ending with an assistant turn "
-                                 f"and a 'diagnosis' label (run preprocess.py first)")
+                raise SystemExit(
+                    f"error: {f.name} line {n}: expected 'messages' ending with an assistant turn "
+                    f"and a 'diagnosis' label (run preprocess.py first)"
+                )
             rows.append(row)
     return rows
 
@@ -86,8 +96,9 @@ def assistant_loss(model, tokenizer, rows: list[dict], device) -> tuple[float, i
 
     total, count = 0.0, 0
     for row in rows:
-        enc = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
+        enc = tokenizer.apply_chat_template(
+            row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
         ids = torch.tensor([enc["input_ids"]], device=device)
         labels = ids.clone()
         labels[0, torch.tensor(enc["assistant_masks"], device=device) == 0] = -100
@@ -99,8 +110,9 @@ def assistant_loss(model, tokenizer, rows: list[dict], device) -> tuple[float, i
         total += float(loss) * n
         count += n
     if count == 0:
-        raise SystemExit("error: no assistant tokens in the test data (is the chat template missing "
-                         "{% generation %} markers?)")
+        raise SystemExit(
+            "error: no assistant tokens in the test data (is the chat template missing {% generation %} markers?)"
+        )
     return total / count, count
 
 
@@ -112,13 +124,16 @@ def answers(model, tokenizer, rows: list[dict], device, batch_size: int, max_new
         tokenizer.pad_token = tokenizer.eos_token
     out = []
     for i in range(0, len(rows), batch_size):
-        prompts = [tokenizer.apply_chat_template(r["messages"][:-1], tokenize=False, add_generation_prompt=True)
-                   for r in rows[i:i + batch_size]]
+        prompts = [
+            tokenizer.apply_chat_template(r["messages"][:-1], tokenize=False, add_generation_prompt=True)
+            for r in rows[i : i + batch_size]
+        ]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
-            generated = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                       pad_token_id=tokenizer.pad_token_id)
-        out += tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            generated = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        out += tokenizer.batch_decode(generated[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     return out
 
 
@@ -137,13 +152,16 @@ def evaluate(args) -> dict:
         tokenizer = AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").is_file() else base)
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=dtype), adapter)
         model.to(device).eval()
-        run = json.loads((adapter / "training_run.json").read_text()) if (adapter / "training_run.json").is_file() \
-            else {}
+        run = (
+            json.loads((adapter / "training_run.json").read_text()) if (adapter / "training_run.json").is_file() else {}
+        )
         loss, tokens = assistant_loss(model, tokenizer, rows, device)
-        sample = rows[:args.max_samples]
-        predicted = [extract_diagnosis(a) for a in
-                     answers(model, tokenizer, sample, device, args.batch_size, args.max_new_tokens)]
-    correct = sum(p == normalize_diagnosis(r["diagnosis"]) for p, r in zip(predicted, sample))
+        sample = rows[: args.max_samples]
+        predicted = [
+            extract_diagnosis(a)
+            for a in answers(model, tokenizer, sample, device, args.batch_size, args.max_new_tokens)
+        ]
+    correct = sum(p == normalize_diagnosis(r["diagnosis"]) for p, r in zip(predicted, sample, strict=True))
     accuracy = correct / len(sample)
     return {
         "multiclass_classification_metrics": {
@@ -168,11 +186,14 @@ def log_to_mlflow(report: dict, experiment: str) -> None:
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_id=report["mlflow_run_id"], run_name=None if report["mlflow_run_id"] else "evaluate"):
         lm = report["language_model_metrics"]
-        mlflow.log_metrics({
-            "eval_diagnosis_accuracy": report["multiclass_classification_metrics"]["accuracy"]["value"],
-            "eval_loss": lm["loss"]["value"], "eval_perplexity": lm["perplexity"]["value"],
-            "eval_diagnosis_format_rate": lm["diagnosis_format_rate"]["value"],
-        })
+        mlflow.log_metrics(
+            {
+                "eval_diagnosis_accuracy": report["multiclass_classification_metrics"]["accuracy"]["value"],
+                "eval_loss": lm["loss"]["value"],
+                "eval_perplexity": lm["perplexity"]["value"],
+                "eval_diagnosis_format_rate": lm["diagnosis_format_rate"]["value"],
+            }
+        )
         mlflow.log_dict(report, f"evaluation/{EVALUATION_FILE}")
 
 

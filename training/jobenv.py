@@ -51,6 +51,9 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     d = Path(directory)
     if not d.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in d.iterdir()
-             if (m := _CHECKPOINT.match(p.name)) and (p / COMPLETE_MARKER).is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in d.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and (p / COMPLETE_MARKER).is_file()
+    ]
     return max(found)[1] if found else None

@@ -22,7 +22,7 @@ import contextlib
 import json
 import os
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 STEP_PREPROCESS = "Preprocess"
 STEP_TRAIN = "FineTune"
@@ -82,16 +82,37 @@ def _sdk_environment(region: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def build_definition(*, pipeline_name: str, role_arn: str, source_uri: str, region: str,
-                     dataset_uri: str, output_uri: str, checkpoint_uri: str,
-                     model_package_group: str, mlflow_arn: str | None, mlflow_experiment: str,
-                     training_image: str, processing_image: str, base_model_id: str,
-                     preprocess_instance_type: str, training_instance_type: str, training_instance_count: int,
-                     evaluate_instance_type: str, use_spot: bool, max_runtime_seconds: int,
-                     lora_rank: int, lora_alpha: int, epochs: int, learning_rate: float,
-                     accuracy_threshold: float, kms_key_arn: str | None = None,
-                     subnets: list[str] | None = None, security_group_ids: list[str] | None = None,
-                     model_card_content: str | None = None) -> str:
+def build_definition(
+    *,
+    pipeline_name: str,
+    role_arn: str,
+    source_uri: str,
+    region: str,
+    dataset_uri: str,
+    output_uri: str,
+    checkpoint_uri: str,
+    model_package_group: str,
+    mlflow_arn: str | None,
+    mlflow_experiment: str,
+    training_image: str,
+    processing_image: str,
+    base_model_id: str,
+    preprocess_instance_type: str,
+    training_instance_type: str,
+    training_instance_count: int,
+    evaluate_instance_type: str,
+    use_spot: bool,
+    max_runtime_seconds: int,
+    lora_rank: int,
+    lora_alpha: int,
+    epochs: int,
+    learning_rate: float,
+    accuracy_threshold: float,
+    kms_key_arn: str | None = None,
+    subnets: list[str] | None = None,
+    security_group_ids: list[str] | None = None,
+    model_card_content: str | None = None,
+) -> str:
     """JSON pipeline definition (string) ready for CfnPipeline.PipelineDefinitionBody."""
     given = dict(locals())
     if not isinstance(training_instance_count, int) or training_instance_count < 1:
@@ -107,7 +128,7 @@ def build_definition(*, pipeline_name: str, role_arn: str, source_uri: str, regi
             given[name] = stand_in
     for name, prefix in (("subnets", "subnet-"), ("security_group_ids", "sg-")):
         stand_ins = [f"{prefix}{_MARK}{i:03d}" for i in range(len(given[name] or []))]
-        real.update(zip(stand_ins, given[name] or []))
+        real.update(zip(stand_ins, given[name] or [], strict=True))
         given[name] = stand_ins or None
     with _sdk_environment(region), _quiet_offline_sdk():
         definition = _build(**given)
@@ -115,7 +136,7 @@ def build_definition(*, pipeline_name: str, role_arn: str, source_uri: str, regi
         definition = definition.replace(stand_in, json.dumps(value)[1:-1])
     if _MARK in definition:
         at = definition.index(_MARK)
-        raise RuntimeError(f"the SDK altered an input it was given: {definition[max(0, at - 80):at + 40]!r}")
+        raise RuntimeError(f"the SDK altered an input it was given: {definition[max(0, at - 80) : at + 40]!r}")
     return definition
 
 
@@ -134,8 +155,10 @@ def _quiet_offline_sdk() -> Iterator[None]:
     try:
         from sagemaker.core.telemetry import telemetry_logging
 
-        with mock.patch.object(telemetry_logging, "_send_telemetry_request", lambda *a, **k: None), \
-                warnings.catch_warnings():
+        with (
+            mock.patch.object(telemetry_logging, "_send_telemetry_request", lambda *a, **k: None),
+            warnings.catch_warnings(),
+        ):
             warnings.filterwarnings("ignore", message="Running within a PipelineSession")
             yield
     finally:
@@ -148,11 +171,21 @@ def _build(**a) -> str:
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
-        MlflowConfig, ModelPackageModelCard, ProcessingInput, ProcessingOutput, ProcessingS3Input,
-        ProcessingS3Output, RetryStrategy,
+        MlflowConfig,
+        ModelPackageModelCard,
+        ProcessingInput,
+        ProcessingOutput,
+        ProcessingS3Input,
+        ProcessingS3Output,
+        RetryStrategy,
     )
     from sagemaker.core.training.configs import (
-        CheckpointConfig, Compute, InputData, Networking, OutputDataConfig, StoppingCondition,
+        CheckpointConfig,
+        Compute,
+        InputData,
+        Networking,
+        OutputDataConfig,
+        StoppingCondition,
     )
     from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
@@ -165,7 +198,10 @@ def _build(**a) -> str:
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.mlops.workflow.pipeline import Pipeline
     from sagemaker.mlops.workflow.retry import (
-        SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy, StepExceptionTypeEnum, StepRetryPolicy,
+        SageMakerJobExceptionTypeEnum,
+        SageMakerJobStepRetryPolicy,
+        StepExceptionTypeEnum,
+        StepRetryPolicy,
     )
     from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
     from sagemaker.serve.model_builder import ModelBuilder
@@ -205,36 +241,63 @@ def _build(**a) -> str:
         env["MLFLOW_TRACKING_URI"] = a["mlflow_arn"]
     kms = a["kms_key_arn"]
     vpc = bool(a["subnets"] and a["security_group_ids"])
-    network = NetworkConfig(
-        subnets=a["subnets"], security_group_ids=a["security_group_ids"],
-        encrypt_inter_container_traffic=True,
-    ) if vpc else None
+    network = (
+        NetworkConfig(
+            subnets=a["subnets"],
+            security_group_ids=a["security_group_ids"],
+            encrypt_inter_container_traffic=True,
+        )
+        if vpc
+        else None
+    )
     cache = CacheConfig(enable_caching=True, expire_after="P30D")
     job_retries = [
         SageMakerJobStepRetryPolicy(
-            exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
-                             SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
-            interval_seconds=60, backoff_rate=2.0, max_attempts=5),
+            exception_types=[
+                SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+            ],
+            interval_seconds=60,
+            backoff_rate=2.0,
+            max_attempts=5,
+        ),
         StepRetryPolicy(
             exception_types=[StepExceptionTypeEnum.THROTTLING, StepExceptionTypeEnum.SERVICE_FAULT],
-            interval_seconds=10, backoff_rate=2.0, max_attempts=5),
+            interval_seconds=10,
+            backoff_rate=2.0,
+            max_attempts=5,
+        ),
     ]
 
     def processor(instance_type, program: str, install: bool, environment: dict | None = None) -> Processor:
         return Processor(
-            role=a["role_arn"], image_uri=a["processing_image"], instance_count=1, instance_type=instance_type,
-            entrypoint=_unpack_and_run(program, install), volume_kms_key=kms, output_kms_key=kms,
-            max_runtime_in_seconds=a["max_runtime_seconds"], env=environment, network_config=network,
-            base_job_name=program.removesuffix(".py"), sagemaker_session=session,
+            role=a["role_arn"],
+            image_uri=a["processing_image"],
+            instance_count=1,
+            instance_type=instance_type,
+            entrypoint=_unpack_and_run(program, install),
+            volume_kms_key=kms,
+            output_kms_key=kms,
+            max_runtime_in_seconds=a["max_runtime_seconds"],
+            env=environment,
+            network_config=network,
+            base_job_name=program.removesuffix(".py"),
+            sagemaker_session=session,
         )
 
     def s3_in(name: str, source, destination: str) -> ProcessingInput:
-        return ProcessingInput(input_name=name, s3_input=ProcessingS3Input(
-            s3_uri=source, local_path=destination, s3_data_type="S3Prefix", s3_input_mode="File"))
+        return ProcessingInput(
+            input_name=name,
+            s3_input=ProcessingS3Input(
+                s3_uri=source, local_path=destination, s3_data_type="S3Prefix", s3_input_mode="File"
+            ),
+        )
 
     def s3_out(name: str, source: str, destination) -> ProcessingOutput:
-        return ProcessingOutput(output_name=name, s3_output=ProcessingS3Output(
-            s3_uri=destination, local_path=source, s3_upload_mode="EndOfJob"))
+        return ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(s3_uri=destination, local_path=source, s3_upload_mode="EndOfJob"),
+        )
 
     code = s3_in("code", a["source_uri"], CODE_DIR)
 
@@ -243,12 +306,21 @@ def _build(**a) -> str:
         name=STEP_PREPROCESS,
         step_args=processor(p["preprocess_instance"], "preprocess.py", install=False).run(
             inputs=[code, s3_in("raw", p["dataset"], "/opt/ml/processing/input/data")],
-            outputs=[s3_out(name, f"/opt/ml/processing/output/{name}", out(STEP_PREPROCESS, name))
-                     for name in ("train", "test", "report")],
-            arguments=["--input-dir", "/opt/ml/processing/input/data",
-                       "--output-dir", "/opt/ml/processing/output", "--on-invalid", p["on_invalid"]],
+            outputs=[
+                s3_out(name, f"/opt/ml/processing/output/{name}", out(STEP_PREPROCESS, name))
+                for name in ("train", "test", "report")
+            ],
+            arguments=[
+                "--input-dir",
+                "/opt/ml/processing/input/data",
+                "--output-dir",
+                "/opt/ml/processing/output",
+                "--on-invalid",
+                p["on_invalid"],
+            ],
         ),
-        cache_config=cache, retry_policies=job_retries,
+        cache_config=cache,
+        retry_policies=job_retries,
     )
     train_uri = preprocess.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri
     test_uri = preprocess.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri
@@ -271,30 +343,48 @@ def _build(**a) -> str:
     else:
         hyperparameters["base-model"] = p["base_model"]
     trainer = ModelTrainer(
-        training_image=a["training_image"], role=a["role_arn"], sagemaker_session=session,
+        training_image=a["training_image"],
+        role=a["role_arn"],
+        sagemaker_session=session,
         base_job_name="finetune",
-        compute=Compute(instance_type=p["training_instance"], instance_count=p["training_count"],
-                        volume_size_in_gb=200, volume_kms_key_id=kms,
-                        enable_managed_spot_training=a["use_spot"] or None),
+        compute=Compute(
+            instance_type=p["training_instance"],
+            instance_count=p["training_count"],
+            volume_size_in_gb=200,
+            volume_kms_key_id=kms,
+            enable_managed_spot_training=a["use_spot"] or None,
+        ),
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=a["max_runtime_seconds"],
-            max_wait_time_in_seconds=2 * a["max_runtime_seconds"] if a["use_spot"] else None),
-        output_data_config=OutputDataConfig(s3_output_path=out(STEP_TRAIN), kms_key_id=kms,
-                                            compression_type="GZIP"),
+            max_wait_time_in_seconds=2 * a["max_runtime_seconds"] if a["use_spot"] else None,
+        ),
+        output_data_config=OutputDataConfig(s3_output_path=out(STEP_TRAIN), kms_key_id=kms, compression_type="GZIP"),
         checkpoint_config=CheckpointConfig(s3_uri=a["checkpoint_uri"], local_path="/opt/ml/checkpoints"),
-        networking=Networking(subnets=a["subnets"], security_group_ids=a["security_group_ids"],
-                              enable_inter_container_traffic_encryption=True) if vpc else None,
+        networking=Networking(
+            subnets=a["subnets"],
+            security_group_ids=a["security_group_ids"],
+            enable_inter_container_traffic_encryption=True,
+        )
+        if vpc
+        else None,
         environment=env,
         hyperparameters=hyperparameters,
     ).with_retry_strategy(RetryStrategy(maximum_retry_attempts=2))
-    finetune = TrainingStep(name=STEP_TRAIN, step_args=trainer.train(input_data_config=channels),
-                            cache_config=cache, retry_policies=job_retries)
+    finetune = TrainingStep(
+        name=STEP_TRAIN,
+        step_args=trainer.train(input_data_config=channels),
+        cache_config=cache,
+        retry_policies=job_retries,
+    )
     adapter_uri = finetune.properties.ModelArtifacts.S3ModelArtifacts
 
     # -- Evaluate -----------------------------------------------------------------------------
     report = PropertyFile(name="EvaluationReport", output_name="evaluation", path=EVALUATION_FILE)
-    eval_inputs = [code, s3_in("model", adapter_uri, "/opt/ml/processing/model"),
-                   s3_in("test", test_uri, "/opt/ml/processing/test")]
+    eval_inputs = [
+        code,
+        s3_in("model", adapter_uri, "/opt/ml/processing/model"),
+        s3_in("test", test_uri, "/opt/ml/processing/test"),
+    ]
     base_arg = p["base_model"]
     if base_from_s3:
         eval_inputs.append(s3_in("base", p["base_model"], "/opt/ml/processing/base"))
@@ -304,77 +394,110 @@ def _build(**a) -> str:
         step_args=processor(p["evaluate_instance"], "evaluate.py", install=True, environment=env).run(
             inputs=eval_inputs,
             outputs=[s3_out("evaluation", "/opt/ml/processing/evaluation", out(STEP_EVALUATE))],
-            arguments=["--base-model", base_arg, "--model-dir", "/opt/ml/processing/model",
-                       "--test-dir", "/opt/ml/processing/test", "--output-dir", "/opt/ml/processing/evaluation"],
+            arguments=[
+                "--base-model",
+                base_arg,
+                "--model-dir",
+                "/opt/ml/processing/model",
+                "--test-dir",
+                "/opt/ml/processing/test",
+                "--output-dir",
+                "/opt/ml/processing/evaluation",
+            ],
         ),
-        property_files=[report], cache_config=cache, retry_policies=job_retries,
+        property_files=[report],
+        cache_config=cache,
+        retry_policies=job_retries,
     )
-    evaluation_uri = Join(on="/", values=[
-        evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, EVALUATION_FILE])
+    evaluation_uri = Join(
+        on="/",
+        values=[evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, EVALUATION_FILE],
+    )
     accuracy = JsonGet(step_name=evaluate.name, property_file=report, json_path=ACCURACY_PATH)
 
     # -- Register | Fail ----------------------------------------------------------------------
-    builder = ModelBuilder(image_uri=a["training_image"], s3_model_data_url=adapter_uri, role_arn=a["role_arn"],
-                           dependencies={},  # the default {"auto": True} uploads code
-                           sagemaker_session=session)
+    builder = ModelBuilder(
+        image_uri=a["training_image"],
+        s3_model_data_url=adapter_uri,
+        role_arn=a["role_arn"],
+        dependencies={},  # the default {"auto": True} uploads code
+        sagemaker_session=session,
+    )
     register = ModelStep(
         name=STEP_REGISTER,
         step_args=builder.register(
             model_package_group_name=a["model_package_group"],
             approval_status="PendingManualApproval",
-            content_types=["application/json"], response_types=["application/json"],
-            model_metrics=ModelMetrics(model_statistics=MetricsSource(
-                content_type="application/json", s3_uri=evaluation_uri)),
+            content_types=["application/json"],
+            response_types=["application/json"],
+            model_metrics=ModelMetrics(
+                model_statistics=MetricsSource(content_type="application/json", s3_uri=evaluation_uri)
+            ),
             customer_metadata_properties={"base_model": p["base_model"], "lora_rank": p["lora_rank"].to_string()},
             model_card=ModelPackageModelCard(
-                model_card_content=a["model_card_content"] or _default_model_card(),
-                model_card_status="Draft"),
-            domain="NATURAL_LANGUAGE_PROCESSING", task="TEXT_GENERATION",
+                model_card_content=a["model_card_content"] or _default_model_card(), model_card_status="Draft"
+            ),
+            domain="NATURAL_LANGUAGE_PROCESSING",
+            task="TEXT_GENERATION",
             description="LoRA adapter for clinical diagnosis support (synthetic training data)",
         ),
         retry_policies=job_retries[1:],
     )
-    fail = FailStep(name=STEP_FAIL, error_message=Join(on=" ", values=[
-        "Diagnosis accuracy", accuracy, "is below the threshold", p["threshold"]]))
+    fail = FailStep(
+        name=STEP_FAIL,
+        error_message=Join(on=" ", values=["Diagnosis accuracy", accuracy, "is below the threshold", p["threshold"]]),
+    )
     gate = ConditionStep(
         name=STEP_GATE,
         conditions=[ConditionGreaterThanOrEqualTo(left=accuracy, right=p["threshold"])],
-        if_steps=[register], else_steps=[fail],
+        if_steps=[register],
+        else_steps=[fail],
     )
 
-    mlflow = MlflowConfig(mlflow_resource_arn=a["mlflow_arn"], mlflow_experiment_name=a["mlflow_experiment"]) \
-        if a["mlflow_arn"] else None
+    mlflow = (
+        MlflowConfig(mlflow_resource_arn=a["mlflow_arn"], mlflow_experiment_name=a["mlflow_experiment"])
+        if a["mlflow_arn"]
+        else None
+    )
     pipeline = Pipeline(
-        name=a["pipeline_name"], parameters=list(p.values()), steps=[preprocess, finetune, evaluate, gate],
-        mlflow_config=mlflow, pipeline_experiment_config=None, sagemaker_session=session,
+        name=a["pipeline_name"],
+        parameters=list(p.values()),
+        steps=[preprocess, finetune, evaluate, gate],
+        mlflow_config=mlflow,
+        pipeline_experiment_config=None,
+        sagemaker_session=session,
     )
     return pipeline.definition()
 
 
 def _default_model_card() -> str:
-    return json.dumps({
-        "model_overview": {
-            "model_description": "LoRA adapter on a Llama base model that drafts an assessment and the most "
-                                 "likely diagnosis from a chief complaint, vitals and history.",
-            "problem_type": "Text generation",
-            "algorithm_type": "LoRA supervised fine-tuning",
+    return json.dumps(
+        {
+            "model_overview": {
+                "model_description": "LoRA adapter on a Llama base model that drafts an assessment and the most "
+                "likely diagnosis from a chief complaint, vitals and history.",
+                "problem_type": "Text generation",
+                "algorithm_type": "LoRA supervised fine-tuning",
+            },
+            "intended_uses": {
+                "purpose_of_model": "Clinical decision support for clinicians; never a diagnosis on its own.",
+                "intended_uses": "Suggest a differential to a qualified clinician, who confirms or rejects it.",
+                "risk_rating": "High",
+                "explanations_for_risk_rating": "Wrong suggestions can harm patients if not reviewed.",
+            },
+            "additional_information": {
+                "ethical_considerations": "Trained on synthetic records only; no real patient data.",
+                "caveats_and_recommendations": "Evaluate on representative data before any clinical pilot.",
+            },
         },
-        "intended_uses": {
-            "purpose_of_model": "Clinical decision support for clinicians; never a diagnosis on its own.",
-            "intended_uses": "Suggest a differential to a qualified clinician, who confirms or rejects it.",
-            "risk_rating": "High",
-            "explanations_for_risk_rating": "Wrong suggestions can harm patients if not reviewed.",
-        },
-        "additional_information": {
-            "ethical_considerations": "Trained on synthetic records only; no real patient data.",
-            "caveats_and_recommendations": "Evaluate on representative data before any clinical pilot.",
-        },
-    }, sort_keys=True)
+        sort_keys=True,
+    )
 
 
 # transformers 5 needs PyTorch >= 2.6 (it disables an older torch): a 2.6+ PyTorch DLC.
-_SAMPLE_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/"
-                 "pytorch-training:2.8.0-gpu-py312-cu129-ubuntu22.04-sagemaker")
+_SAMPLE_IMAGE = (
+    "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8.0-gpu-py312-cu129-ubuntu22.04-sagemaker"
+)
 
 
 def _sample() -> dict:
@@ -393,9 +516,17 @@ def _sample() -> dict:
         training_image=_SAMPLE_IMAGE,
         processing_image=_SAMPLE_IMAGE,
         base_model_id="meta-llama/Llama-3.2-3B-Instruct",
-        preprocess_instance_type="ml.m5.xlarge", training_instance_type="ml.g5.2xlarge", training_instance_count=1,
-        evaluate_instance_type="ml.g5.2xlarge", use_spot=True, max_runtime_seconds=86400,
-        lora_rank=16, lora_alpha=32, epochs=3, learning_rate=2e-4, accuracy_threshold=0.6,
+        preprocess_instance_type="ml.m5.xlarge",
+        training_instance_type="ml.g5.2xlarge",
+        training_instance_count=1,
+        evaluate_instance_type="ml.g5.2xlarge",
+        use_spot=True,
+        max_runtime_seconds=86400,
+        lora_rank=16,
+        lora_alpha=32,
+        epochs=3,
+        learning_rate=2e-4,
+        accuracy_threshold=0.6,
     )
 
 

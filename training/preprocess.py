@@ -73,23 +73,32 @@ def preprocess(input_dir: Path, output_dir: Path, *, test_fraction: float, on_in
         if key not in seen:
             seen.add(key)
             unique.append(r)
-    splits = {"train": [], "test": []}
+    splits: dict[str, list[dict]] = {"train": [], "test": []}
     for r in unique:
         splits["test" if in_test_split(r, test_fraction) else "train"].append(to_example(r))
     for name, rows in splits.items():
         if not rows:
-            raise SystemExit(f"error: the {name} split is empty ({len(unique)} unique valid records, "
-                             f"--test-fraction {test_fraction}): add records or change the fraction")
-    report = {"files": len(files), "records_read": read, "invalid_skipped": len(problems),
-              "duplicates_removed": len(records) - len(unique),
-              "train": len(splits["train"]), "test": len(splits["test"]), "problems": problems[:MAX_LISTED]}
+            raise SystemExit(
+                f"error: the {name} split is empty ({len(unique)} unique valid records, "
+                f"--test-fraction {test_fraction}): add records or change the fraction"
+            )
+    report = {
+        "files": len(files),
+        "records_read": read,
+        "invalid_skipped": len(problems),
+        "duplicates_removed": len(records) - len(unique),
+        "train": len(splits["train"]),
+        "test": len(splits["test"]),
+        "problems": problems[:MAX_LISTED],
+    }
     # Write everything to a staging folder first: a failure leaves nothing half-written.
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".staging-") as staging:
         for name, rows in splits.items():
             (Path(staging) / name).mkdir()
             (Path(staging) / name / f"{name}.jsonl").write_text(
-                "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+                "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
+            )
         (Path(staging) / "report").mkdir()
         (Path(staging) / "report" / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         for name in ("train", "test", "report"):
@@ -101,22 +110,34 @@ def preprocess(input_dir: Path, output_dir: Path, *, test_fraction: float, on_in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input-dir", default="/opt/ml/processing/input/data",
-                        help="folder of raw *.jsonl records (default: %(default)s)")
-    parser.add_argument("--output-dir", default="/opt/ml/processing/output",
-                        help="where train/, test/ and report/ go (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--input-dir",
+        default="/opt/ml/processing/input/data",
+        help="folder of raw *.jsonl records (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="/opt/ml/processing/output",
+        help="where train/, test/ and report/ go (default: %(default)s)",
+    )
     parser.add_argument("--test-fraction", type=float, default=0.1, help="share of cases held out (default 0.1)")
-    parser.add_argument("--on-invalid", choices=("error", "skip"), default="error",
-                        help="stop at bad records (default) or skip and count them")
+    parser.add_argument(
+        "--on-invalid",
+        choices=("error", "skip"),
+        default="error",
+        help="stop at bad records (default) or skip and count them",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.test_fraction < 1:
         parser.error("--test-fraction must be between 0 and 1 (exclusive)")
     input_dir = require_dir(args.input_dir, "input directory", "--input-dir")
     try:
-        report = preprocess(input_dir, Path(args.output_dir), test_fraction=args.test_fraction,
-                            on_invalid=args.on_invalid)
+        report = preprocess(
+            input_dir, Path(args.output_dir), test_fraction=args.test_fraction, on_invalid=args.on_invalid
+        )
     except InvalidRecords as e:
         print(f"error: {e}\n(pass --on-invalid skip to drop them instead)", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from jobenv import CHECKPOINTS, default, in_sagemaker_training, jsonl_files, latest_checkpoint, require_dir
 
@@ -38,29 +39,47 @@ def _positive(kind):
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value
+
     return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     g = p.add_argument_group("paths")
-    g.add_argument("--train-dir", default=default("SM_CHANNEL_TRAIN"), help="folder of *.jsonl chat examples "
-                   "(default: $SM_CHANNEL_TRAIN)")
-    g.add_argument("--base-model", default=default("SM_CHANNEL_BASE"),
-                   help="Hugging Face model id or folder (default: $SM_CHANNEL_BASE)")
-    g.add_argument("--model-dir", default=default("SM_MODEL_DIR"),
-                   help="where the adapter goes (default: $SM_MODEL_DIR)")
-    g.add_argument("--checkpoint-dir", default=CHECKPOINTS if in_sagemaker_training() else None,
-                   help=f"checkpoints; resumes from the latest (default in SageMaker: {CHECKPOINTS})")
-    g.add_argument("--output-data-dir", default=default("SM_OUTPUT_DATA_DIR"),
-                   help="where train_summary.json goes (default: $SM_OUTPUT_DATA_DIR; optional)")
+    g.add_argument(
+        "--train-dir",
+        default=default("SM_CHANNEL_TRAIN"),
+        help="folder of *.jsonl chat examples (default: $SM_CHANNEL_TRAIN)",
+    )
+    g.add_argument(
+        "--base-model",
+        default=default("SM_CHANNEL_BASE"),
+        help="Hugging Face model id or folder (default: $SM_CHANNEL_BASE)",
+    )
+    g.add_argument(
+        "--model-dir", default=default("SM_MODEL_DIR"), help="where the adapter goes (default: $SM_MODEL_DIR)"
+    )
+    g.add_argument(
+        "--checkpoint-dir",
+        default=CHECKPOINTS if in_sagemaker_training() else None,
+        help=f"checkpoints; resumes from the latest (default in SageMaker: {CHECKPOINTS})",
+    )
+    g.add_argument(
+        "--output-data-dir",
+        default=default("SM_OUTPUT_DATA_DIR"),
+        help="where train_summary.json goes (default: $SM_OUTPUT_DATA_DIR; optional)",
+    )
     h = p.add_argument_group("hyperparameters")
     h.add_argument("--lora-rank", type=_positive(int), default=16)
     h.add_argument("--lora-alpha", type=_positive(int), default=32)
     h.add_argument("--lora-dropout", type=float, default=0.05)
-    h.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
-                   help="comma-separated module names, or all-linear (default: %(default)s)")
+    h.add_argument(
+        "--target-modules",
+        default="q_proj,k_proj,v_proj,o_proj",
+        help="comma-separated module names, or all-linear (default: %(default)s)",
+    )
     h.add_argument("--learning-rate", type=_positive(float), default=2e-4)
     h.add_argument("--epochs", type=_positive(float), default=3)
     h.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (default: -1, by epochs)")
@@ -68,16 +87,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     h.add_argument("--batch-size", type=_positive(int), default=2, help="per device (default 2)")
     h.add_argument("--gradient-accumulation-steps", type=_positive(int), default=8)
     h.add_argument("--warmup-ratio", type=float, default=0.03)
-    h.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                   help="default: on with a GPU")
+    h.add_argument(
+        "--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None, help="default: on with a GPU"
+    )
     h.add_argument("--seed", type=int, default=42)
     o = p.add_argument_group("checkpoints, logging, output")
     o.add_argument("--save-steps", type=_positive(int), default=100)
     o.add_argument("--save-total-limit", type=_positive(int), default=2)
     o.add_argument("--logging-steps", type=_positive(int), default=10)
     o.add_argument("--merge", action="store_true", help="also save the merged model to <model-dir>/merged")
-    o.add_argument("--chat-template", type=Path, help="jinja chat template with {%% generation %%} markers "
-                   "(default: the model's own; Llama 3 models without markers get llama3_2_training.jinja)")
+    o.add_argument(
+        "--chat-template",
+        type=Path,
+        help="jinja chat template with {%% generation %%} markers "
+        "(default: the model's own; Llama 3 models without markers get llama3_2_training.jinja)",
+    )
     o.add_argument("--mlflow-experiment", default=default("MLFLOW_EXPERIMENT_NAME", "clinical-diagnosis"))
     o.add_argument("--run-name", default=default("TRAINING_JOB_NAME"))
     args = p.parse_args(argv)
@@ -102,8 +126,9 @@ def load_examples(train_dir: Path) -> list[dict]:
             try:
                 messages = json.loads(line)["messages"]
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise SystemExit(f"error: {f.name} line {n}: expected a JSON object with 'messages' "
-                                 f"(run preprocess.py first)") from None
+                raise SystemExit(
+                    f"error: {f.name} line {n}: expected a JSON object with 'messages' (run preprocess.py first)"
+                ) from None
             if not (isinstance(messages, list) and messages and messages[-1].get("role") == "assistant"):
                 raise SystemExit(f"error: {f.name} line {n}: 'messages' must end with an assistant turn")
             rows.append({"messages": messages})
@@ -184,46 +209,91 @@ def main(argv: list[str] | None = None) -> int:
     if template:
         tokenizer.chat_template = template
     model = AutoModelForCausalLM.from_pretrained(
-        args.base_model, dtype=torch.bfloat16 if bf16 else (torch.float16 if cuda else torch.float32))
-    targets = "all-linear" if args.target_modules == "all-linear" else \
-        [m.strip() for m in args.target_modules.split(",") if m.strip()]
-    lora = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+        args.base_model, dtype=torch.bfloat16 if bf16 else (torch.float16 if cuda else torch.float32)
+    )
+    targets = (
+        "all-linear"
+        if args.target_modules == "all-linear"
+        else [m.strip() for m in args.target_modules.split(",") if m.strip()]
+    )
+    lora = LoraConfig(
+        r=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
 
-    params = {"base_model": args.base_model, "lora_rank": args.lora_rank, "lora_alpha": args.lora_alpha,
-              "lora_dropout": args.lora_dropout, "target_modules": args.target_modules,
-              "max_length": args.max_length, "train_examples": len(rows), "world_size": world}
+    params = {
+        "base_model": args.base_model,
+        "lora_rank": args.lora_rank,
+        "lora_alpha": args.lora_alpha,
+        "lora_dropout": args.lora_dropout,
+        "target_modules": args.target_modules,
+        "max_length": args.max_length,
+        "train_examples": len(rows),
+        "world_size": world,
+    }
     run = start_mlflow_run(args, checkpoint_dir, params) if rank == 0 else None
     stopper = sigterm_callback()
     gradient_checkpointing = cuda if args.gradient_checkpointing is None else args.gradient_checkpointing
     config = SFTConfig(
-        output_dir=str(checkpoint_dir), num_train_epochs=args.epochs, max_steps=args.max_steps,
-        learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=args.warmup_ratio,
-        per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
-        activation_checkpointing=gradient_checkpointing, bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda,
-        max_length=args.max_length, assistant_only_loss=True, packing=False,
-        logging_steps=args.logging_steps, save_strategy="steps", save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit, seed=args.seed, data_seed=args.seed,
-        report_to=["mlflow"] if run else "none", run_name=args.run_name, disable_tqdm=True,
-        ddp_find_unused_parameters=False if world > 1 else None, dataloader_num_workers=0,
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=args.warmup_ratio,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        activation_checkpointing=gradient_checkpointing,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        use_cpu=not cuda,
+        max_length=args.max_length,
+        assistant_only_loss=True,
+        packing=False,
+        logging_steps=args.logging_steps,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        seed=args.seed,
+        data_seed=args.seed,
+        report_to=["mlflow"] if run else "none",
+        run_name=args.run_name,
+        disable_tqdm=True,
+        ddp_find_unused_parameters=False if world > 1 else None,
+        dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, peft_config=lora, callbacks=[stopper])
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[stopper],
+    )
 
     resume = latest_checkpoint(checkpoint_dir)
     resumed_step = json.loads((resume / "trainer_state.json").read_text())["global_step"] if resume else 0
     if rank == 0:
-        print(f"resuming from {resume.name} (step {resumed_step})" if resume else "starting from scratch",
-              flush=True)
+        print(f"resuming from {resume.name} (step {resumed_step})" if resume else "starting from scratch", flush=True)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     tokens = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
-    summary = {"global_step": trainer.state.global_step, "resumed_from_step": resumed_step,
-               "steps_run": trainer.state.global_step - resumed_step, "stopped": stopper.requested,
-               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-               "num_tokens": tokens[-1] if tokens else None, "train_runtime": result.metrics.get("train_runtime"),
-               "mlflow_run_id": run.info.run_id if run else None, "world_size": trainer.args.world_size}
+    summary = {
+        "global_step": trainer.state.global_step,
+        "resumed_from_step": resumed_step,
+        "steps_run": trainer.state.global_step - resumed_step,
+        "stopped": stopper.requested,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "num_tokens": tokens[-1] if tokens else None,
+        "train_runtime": result.metrics.get("train_runtime"),
+        "mlflow_run_id": run.info.run_id if run else None,
+        "world_size": trainer.args.world_size,
+    }
     if stopper.requested:
         if rank == 0:
             print(f"stopped by SIGTERM; checkpoint saved at step {trainer.state.global_step}", flush=True)
@@ -237,11 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model_dir)
     trainer.save_model(str(model_dir))  # the adapter (+ tokenizer), written by the main process only
     if rank == 0:
-        (model_dir / "training_run.json").write_text(json.dumps(
-            {"base_model": args.base_model, "mlflow_run_id": summary["mlflow_run_id"],
-             "global_step": trainer.state.global_step}, indent=2) + "\n")
+        (model_dir / "training_run.json").write_text(
+            json.dumps(
+                {
+                    "base_model": args.base_model,
+                    "mlflow_run_id": summary["mlflow_run_id"],
+                    "global_step": trainer.state.global_step,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         if args.merge:
-            merged = trainer.model.merge_and_unload()
+            peft_model: Any = trainer.model  # a PeftModel: the trainer was given a peft config
+            merged = peft_model.merge_and_unload()
             merged.save_pretrained(model_dir / "merged")
             tokenizer.save_pretrained(model_dir / "merged")
         if args.output_data_dir:

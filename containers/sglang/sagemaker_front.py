@@ -61,8 +61,16 @@ class Engine:
     (bench/front.py). ``session`` may be injected; by default one is opened on first use.
     """
 
-    def __init__(self, url: str, served_model_name: str, adapters=(), *, session=None,
-                 manifest: dict | None = None, ping_timeout: float = 1.5):
+    def __init__(
+        self,
+        url: str,
+        served_model_name: str,
+        adapters=(),
+        *,
+        session=None,
+        manifest: dict | None = None,
+        ping_timeout: float = 1.5,
+    ):
         manifest = manifest or load_manifest()
         self.url = url.rstrip("/")
         self.routes = {name: self.url + path for name, path in manifest["routes"].items()}
@@ -95,12 +103,12 @@ class Engine:
         """Send the invocation to the engine as it came; its answer is relayed as it arrives."""
         return await self.send(await request.body(), request.headers.get("content-type"))
 
-    async def send(self, body: bytes, content_type: str | None) -> "Relayed":
+    async def send(self, body: bytes, content_type: str | None) -> Relayed:
         try:
             upstream = await self._session().post(
                 self.routes["invocations"], data=body, headers={"content-type": content_type or "application/json"}
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HTTPException(504, "the engine did not answer in time") from None
         except aiohttp.ClientError:
             raise HTTPException(503, "the engine is not ready") from None
@@ -113,7 +121,7 @@ class Engine:
                 if r.status == 200:
                     return
                 raise EngineError(r.status, _engine_error(await r.read()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HTTPException(504, f"the engine did not answer {route} in time") from None
         except aiohttp.ClientError:
             raise HTTPException(503, "the engine is not ready") from None
@@ -122,7 +130,7 @@ class Engine:
         try:
             async with self._session().get(self.routes["health"], timeout=self.ping_timeout) as r:
                 return r.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
 
@@ -131,7 +139,7 @@ class Relayed(Response):
 
     def __init__(self, upstream: aiohttp.ClientResponse):
         self.upstream, self.status_code, self.background = upstream, upstream.status, None
-        self.media_type = upstream.headers.get("content-type", "application/json")
+        self.media_type: str = upstream.headers.get("content-type") or "application/json"
         self.raw_headers = [(b"content-type", self.media_type.encode("latin-1"))]
 
     async def __call__(self, scope, receive, send) -> None:
@@ -163,8 +171,12 @@ class FastInvocations:
         self._adapter_header = ADAPTER_HEADER.lower().encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if (scope["type"] != "http" or scope["path"] != "/invocations" or scope["method"] != "POST"
-                or any(k == self._adapter_header for k, _ in scope["headers"])):
+        if (
+            scope["type"] != "http"
+            or scope["path"] != "/invocations"
+            or scope["method"] != "POST"
+            or any(k == self._adapter_header for k, _ in scope["headers"])
+        ):
             return await self.app(scope, receive, send)
         chunks, more = [], True
         while more:
@@ -175,10 +187,11 @@ class FastInvocations:
             more = message.get("more_body", False)
         content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
         try:
-            response = await self.engine.send(b"".join(chunks), content_type)
+            relayed = await self.engine.send(b"".join(chunks), content_type)
         except HTTPException as e:
-            response = JSONResponse({"detail": e.detail}, status_code=e.status_code)
-        await response(scope, receive, send)
+            await JSONResponse({"detail": e.detail}, status_code=e.status_code)(scope, receive, send)
+        else:
+            await relayed(scope, receive, send)
 
 
 def _engine(request: Request) -> Engine:
@@ -202,8 +215,11 @@ def _engine_error(raw: bytes) -> str:
 def adapter_directory(src: str) -> Path:
     """The directory holding adapter_config.json: ``src`` itself or its only subdirectory."""
     if src.startswith("s3://") or src.endswith((".tar.gz", ".tgz")):
-        raise HTTPException(400, f"adapter source {src}: give the extracted directory (SageMaker extracts the "
-                                 "adapter component's ArtifactUrl); s3:// and .tar.gz sources are not supported")
+        raise HTTPException(
+            400,
+            f"adapter source {src}: give the extracted directory (SageMaker extracts the "
+            "adapter component's ArtifactUrl); s3:// and .tar.gz sources are not supported",
+        )
     root = Path(src)
     if not root.is_dir():
         raise HTTPException(400, f"adapter source {src} does not exist or is not a directory")
@@ -248,11 +264,13 @@ async def load_adapter(request: SimpleNamespace, raw_request: Request) -> Respon
         if name in engine.adapters:
             raise HTTPException(409, f"adapter {name} is already loaded; delete it before loading it again")
         try:
-            await engine.call("load_adapter", {"lora_name": name, "lora_path": str(path),
-                                               "pinned": bool(request.pinned)})
+            await engine.call(
+                "load_adapter", {"lora_name": name, "lora_path": str(path), "pinned": bool(request.pinned)}
+            )
         except EngineError as e:
-            raise HTTPException(e.status if 400 <= e.status < 500 else 502,
-                                f"adapter {name} could not be loaded: {e.message}") from None
+            raise HTTPException(
+                e.status if 400 <= e.status < 500 else 502, f"adapter {name} could not be loaded: {e.message}"
+            ) from None
         except HTTPException as e:
             if e.status_code == 504:  # it may have loaded after all: leave nothing half-loaded
                 with contextlib.suppress(HTTPException, EngineError):
@@ -273,8 +291,9 @@ async def unload_adapter(request: SimpleNamespace, raw_request: Request) -> Resp
         try:
             await engine.call("unload_adapter", {"lora_name": name})
         except EngineError as e:
-            raise HTTPException(e.status if 400 <= e.status < 500 else 502,
-                                f"adapter {name} could not be unloaded: {e.message}") from None
+            raise HTTPException(
+                e.status if 400 <= e.status < 500 else 502, f"adapter {name} could not be unloaded: {e.message}"
+            ) from None
         del engine.adapters[name]
     log.info("adapter %s unloaded", name)
     return Response(status_code=200)
@@ -282,6 +301,7 @@ async def unload_adapter(request: SimpleNamespace, raw_request: Request) -> Resp
 
 def create_app(engine: Engine):
     """The front as an ASGI app: FastAPI with the library's routes, behind the invocation fast path."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
@@ -290,8 +310,9 @@ def create_app(engine: Engine):
     # The library logs request bodies at DEBUG (LOG_LEVEL / SAGEMAKER_CONTAINER_LOG_LEVEL): never prompts.
     library_log = logging.getLogger("model_hosting_container_standards")
     library_log.setLevel(max(library_log.level, logging.INFO))
-    app = FastAPI(title="SageMaker front for SGLang", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="SageMaker front for SGLang", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.engine = engine
     # The library marks these as the framework's handlers but mounts only overrides (a customer's
     # CUSTOM_FASTAPI_*_HANDLER or model.py); the default routes are the framework's to add.
@@ -316,8 +337,16 @@ def main(argv: list[str] | None = None) -> None:
 
     app = create_app(Engine(args.engine_url, args.served_model_name, args.adapter))
     # "auto" picks uvloop and httptools when they are installed.
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning", loop="auto",
-                http="auto", timeout_keep_alive=75)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+        loop="auto",
+        http="auto",
+        timeout_keep_alive=75,
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
 
@@ -80,7 +80,7 @@ def _adapter_name(item: str) -> str:
     return item.split("=", 1)[0] if "=" in item else item
 
 
-def engine_config(
+def engine_config(  # noqa: C901 (to be split: issue 18)
     env: Mapping[str, str],
     manifest: dict | None = None,
     *,
@@ -171,8 +171,9 @@ def engine_config(
             adapters = [_adapter_name(i) for i in shlex.split(paths)]
         except (ValueError, KeyError, TypeError) as e:
             errors.append(f"{source(lora['paths_flag'])}: cannot read the adapter entries ({e})")
-    if errors:
-        raise ConfigError("invalid SGLang settings:\n  " + "\n  ".join(errors))
     served = value(m["served_model_name_flag"]) or value(m["model_flag"])
+    if served is None:
+        errors.append(f"{_env_name(prefix, m['model_flag'])}: no model path (the manifest's defaults should set it)")
+    if errors or served is None:
+        raise ConfigError("invalid SGLang settings:\n  " + "\n  ".join(errors))
     return EngineConfig(args=args, served_model_name=served, adapters=adapters, lora=lora_on)
-

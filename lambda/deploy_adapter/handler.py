@@ -84,15 +84,21 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        names = ["ENDPOINT_NAME", "BASE_COMPONENT_NAME", "ADAPTER_COMPONENT_NAME",
-                 "MODEL_PACKAGE_GROUP_NAME", "IDEMPOTENCY_TABLE"]
+        names = [
+            "ENDPOINT_NAME",
+            "BASE_COMPONENT_NAME",
+            "ADAPTER_COMPONENT_NAME",
+            "MODEL_PACKAGE_GROUP_NAME",
+            "IDEMPOTENCY_TABLE",
+        ]
         missing = [n for n in names if not os.environ.get(n)]
         if missing:
             raise ConfigError(f"deploy_adapter: missing environment variable(s): {', '.join(missing)}")
         ttl = os.environ.get("IDEMPOTENCY_TTL_SECONDS", "3600")
         if not ttl.isdigit() or int(ttl) < 1:
             raise ConfigError(f"deploy_adapter: IDEMPOTENCY_TTL_SECONDS must be a positive integer, got {ttl!r}")
-        return cls(*(os.environ[n] for n in names), idempotency_ttl=int(ttl))
+        endpoint, base, adapter, group, table = (os.environ[n] for n in names)
+        return cls(endpoint, base, adapter, group, table, idempotency_ttl=int(ttl))
 
 
 class ModelPackageState(BaseModel):
@@ -155,12 +161,18 @@ def deploy(*, approval: dict[str, str], artifact: str, tags: list[dict[str, str]
     keys = {"package": approval["ModelPackageArn"], "component": SETTINGS.adapter_component, "artifact": artifact}
     current = _current_component(sm)
     if current is None:
-        sm.create_inference_component(InferenceComponentName=SETTINGS.adapter_component,
-                                      EndpointName=SETTINGS.endpoint, Specification=spec, Tags=tags)
+        sm.create_inference_component(
+            InferenceComponentName=SETTINGS.adapter_component,
+            EndpointName=SETTINGS.endpoint,
+            Specification=spec,
+            Tags=tags,
+        )
         return _outcome("created", "adapter component created", **keys)
     if current["EndpointName"] != SETTINGS.endpoint:
-        raise DeployError(f"inference component {SETTINGS.adapter_component!r} belongs to endpoint "
-                          f"{current['EndpointName']!r}, not {SETTINGS.endpoint!r}")
+        raise DeployError(
+            f"inference component {SETTINGS.adapter_component!r} belongs to endpoint "
+            f"{current['EndpointName']!r}, not {SETTINGS.endpoint!r}"
+        )
     if current.get("Specification", {}).get("Container", {}).get("ArtifactUrl") == artifact:
         return _outcome("unchanged", "adapter component already serves this artifact", **keys)
     sm.update_inference_component(InferenceComponentName=SETTINGS.adapter_component, Specification=spec)
@@ -192,14 +204,22 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Checks that end in a skip stay outside the idempotent part, so a skip is never remembered.
     package = sagemaker().describe_model_package(ModelPackageName=approval.arn)
     if package.get("ModelApprovalStatus") != "Approved":
-        return _outcome("skipped", f"package is now {package.get('ModelApprovalStatus')}, no longer Approved",
-                        package=approval.arn)
+        return _outcome(
+            "skipped", f"package is now {package.get('ModelApprovalStatus')}, no longer Approved", package=approval.arn
+        )
     artifact = _artifact(package)
     if artifact is None:
-        return _outcome("skipped", "package has no single s3:// .tar.gz adapter artifact "
-                        "(InferenceSpecification.Containers[0].ModelDataUrl)", level="error", package=approval.arn)
+        return _outcome(
+            "skipped",
+            "package has no single s3:// .tar.gz adapter artifact (InferenceSpecification.Containers[0].ModelDataUrl)",
+            level="error",
+            package=approval.arn,
+        )
     try:
-        return deploy(approval={"ModelPackageArn": approval.arn, "ModelApprovalStatus": approval.status},
-                      artifact=artifact, tags=_lineage(package))
+        return deploy(
+            approval={"ModelPackageArn": approval.arn, "ModelApprovalStatus": approval.status},
+            artifact=artifact,
+            tags=_lineage(package),
+        )
     except IdempotencyAlreadyInProgressError:
         return _outcome("skipped", "the same approval is being deployed by another invocation", package=approval.arn)

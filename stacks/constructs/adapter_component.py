@@ -7,7 +7,13 @@ from constructs import Construct
 
 
 def adapter_component(
-    scope: Construct, id: str, *, name: str, endpoint_name: str, base: sagemaker.CfnInferenceComponent, artifact_url: str
+    scope: Construct,
+    id: str,
+    *,
+    name: str,
+    endpoint_name: str,
+    base: sagemaker.CfnInferenceComponent,
+    artifact_url: str,
 ) -> sagemaker.CfnInferenceComponent:
     component = sagemaker.CfnInferenceComponent(
         scope,
@@ -16,7 +22,9 @@ def adapter_component(
         endpoint_name=endpoint_name,
         specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
             base_inference_component_name=base.inference_component_name,
-            container=sagemaker.CfnInferenceComponent.InferenceComponentContainerSpecificationProperty(artifact_url=artifact_url),
+            container=sagemaker.CfnInferenceComponent.InferenceComponentContainerSpecificationProperty(
+                artifact_url=artifact_url
+            ),
         ),
     )
     # The base's name is a literal: order explicitly (created after, deleted before the base).

@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-
+from typing import Any
 
 import jsii
 from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
@@ -48,9 +48,7 @@ def _code_files(source: Path) -> list[Path]:
 
 def dependencies_hash(requirements: Path, constraints: Path | None = CONSTRAINTS) -> str:
     """The key of the cached dependency tree: the requirements, the lock and the target platform."""
-    return pip_install.dependencies_hash(
-        requirements, constraints, python_version=PYTHON_VERSION, platforms=PLATFORMS
-    )
+    return pip_install.dependencies_hash(requirements, constraints, python_version=PYTHON_VERSION, platforms=PLATFORMS)
 
 
 def package_hash(source: Path, dependencies: Path) -> str:
@@ -82,8 +80,13 @@ def ensure_dependencies(
 ) -> Path:
     """The cached linux/arm64 dependency tree for ``requirements``; built with pip only when missing."""
     return pip_install.ensure_dependencies(
-        requirements, python_version=PYTHON_VERSION, platforms=PLATFORMS, cache=cache or cache_root(),
-        label="the agent runtime, linux/arm64", constraints=constraints, run=run,
+        requirements,
+        python_version=PYTHON_VERSION,
+        platforms=PLATFORMS,
+        cache=cache or cache_root(),
+        label="the agent runtime, linux/arm64",
+        constraints=constraints,
+        run=run,
     )
 
 
@@ -109,7 +112,7 @@ class _LocalLayout:
     def __init__(self, source: Path, dependencies: Path):
         self.source, self.dependencies = source, dependencies
 
-    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:  # noqa: ARG002 (jsii signature)
+    def try_bundle(self, output_dir: str, *_args: Any, **_options: Any) -> bool:  # jsii passes the options
         build_package(self.source, self.dependencies, Path(output_dir))
         return True  # never falls back to Docker
 

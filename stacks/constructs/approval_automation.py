@@ -9,8 +9,9 @@ group's packages and touch only this endpoint's adapter component.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -59,24 +60,35 @@ class ApprovalAutomation(Construct):
         removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
 
         self.table = dynamodb.TableV2(
-            self, "Idempotency",
+            self,
+            "Idempotency",
             partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             time_to_live_attribute="expiration",
             encryption=dynamodb.TableEncryptionV2.customer_managed_key(key),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True),
+                point_in_time_recovery_enabled=True
+            ),
             removal_policy=removal,
         )
         self.dead_letters = sqs.Queue(
-            self, "DeadLetters",
-            encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
-            enforce_ssl=True, retention_period=Duration.days(14), removal_policy=removal,
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=removal,
         )
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description=f"Deploys approved {registry.group_name} adapters to {endpoint_name}")
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Deploys approved {registry.group_name} adapters to {endpoint_name}",
+        )
         log_group = encrypted_log_group(self, "Logs", key=key, retention_days=log_retention_days, destroy=destroy)
         self.function = lambda_.Function(
-            self, "Function",
+            self,
+            "Function",
             runtime=RUNTIME,
             handler="handler.handler",
             code=python_function_code(FUNCTION_DIR, RUNTIME),
@@ -104,23 +116,32 @@ class ApprovalAutomation(Construct):
         )
         log_group.grant_write(self.role)
         self.table.grant(
-            self.role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+            self.role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+        )
         # The table and the dead-letter queue are encrypted with the key (the Lambda service adds sqs:SendMessage).
         key.grant(self.role, "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
         registry.grant_read(self.role)
         grant_manage_components(self.role)  # the endpoint's own grant: only its adapter component
         if vpc:
-            self.role.add_to_policy(iam.PolicyStatement(
-                sid="NetworkInterfacesInVpc",
-                actions=["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-                         "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
-                         "ec2:UnassignPrivateIpAddresses"],
-                resources=["*"],
-            ))
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="NetworkInterfacesInVpc",
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSubnets",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                )
+            )
         self.function.node.add_dependency(self.role)  # every permission exists before the first invocation
 
         self.rule = events.Rule(
-            self, "Approved",
+            self,
+            "Approved",
             description=f"{registry.group_name}: a model package was approved",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
@@ -131,14 +152,21 @@ class ApprovalAutomation(Construct):
         )
 
         self.error_alarm = self.function.metric_errors(period=Duration.minutes(5)).create_alarm(
-            self, "Errors", threshold=1, evaluation_periods=1,
+            self,
+            "Errors",
+            threshold=1,
+            evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"deploy_adapter failed for {registry.group_name} (see its logs; retries then the DLQ)",
         )
         self.dead_letter_alarm = self.dead_letters.metric_approximate_number_of_messages_visible(
-            period=Duration.minutes(5)).create_alarm(
-            self, "DeadLettersVisible", threshold=1, evaluation_periods=1,
+            period=Duration.minutes(5)
+        ).create_alarm(
+            self,
+            "DeadLettersVisible",
+            threshold=1,
+            evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"An approval of {registry.group_name} was not deployed: inspect the dead-letter queue",

@@ -7,7 +7,7 @@ SageMaker metrics, and, in a VPC, manage the endpoint's network interfaces.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
@@ -22,12 +22,17 @@ from stacks import compliance
 # Namespaces SageMaker publishes endpoint and inference component metrics to with this role.
 METRIC_NAMESPACES = ["/aws/sagemaker/Endpoints", "/aws/sagemaker/InferenceComponents"]
 EC2_DESCRIBE = [
-    "ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups",
-    "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
 ]
 ENI_ACTIONS = [
-    "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
-    "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
 ]
 
 
@@ -48,7 +53,9 @@ def endpoint_execution_role(
     role = iam.Role(
         scope,
         id,
-        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+        assumed_by=iam.ServicePrincipal(
+            "sagemaker.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
+        ),
         description="SageMaker inference endpoint execution role",
     )
 
@@ -56,7 +63,9 @@ def endpoint_execution_role(
         role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
 
     # Weights are downloaded by prefix (list + get); adapter archives by key or key pattern.
-    objects = [bucket.arn_for_objects(f"{p}*") for p in weight_prefixes] + [bucket.arn_for_objects(k) for k in archive_patterns]
+    objects = [bucket.arn_for_objects(f"{p}*") for p in weight_prefixes] + [
+        bucket.arn_for_objects(k) for k in archive_patterns
+    ]
     allow(["s3:GetObject"], objects)
     wildcards = [o for o in objects if "*" in o] + ["*"]
     allow(["s3:ListBucket"], [bucket.bucket_arn], {"StringLike": {"s3:prefix": [f"{p}*" for p in weight_prefixes]}})
@@ -68,12 +77,18 @@ def endpoint_execution_role(
     # PutMetricData has no resource-level permissions: the namespace condition scopes it.
     allow(["cloudwatch:PutMetricData"], ["*"], {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACES}})
     if vpc is not None:
+        if security_group is None:
+            raise ValueError("endpoint role: an endpoint in a VPC needs its security group")
+
         def arn(resource: str, name: str) -> str:
             return stack.format_arn(service="ec2", resource=resource, resource_name=name)
 
         # Describe* have no resource-level permissions; interfaces are created only in the endpoint's subnets and group.
         allow(EC2_DESCRIBE, ["*"])
-        allow(["ec2:CreateNetworkInterface"], [arn("subnet", s) for s in subnet_ids] + [arn("security-group", security_group.security_group_id)])
+        allow(
+            ["ec2:CreateNetworkInterface"],
+            [arn("subnet", s) for s in subnet_ids] + [arn("security-group", security_group.security_group_id)],
+        )
         allow(ENI_ACTIONS, [arn("network-interface", "*")], {"StringEquals": {"ec2:Vpc": arn("vpc", vpc.vpc_id)}})
         wildcards.append(arn("network-interface", "*"))
     compliance.acknowledge_wildcards(role, compliance.ENDPOINT_ROLE_WILDCARDS, resources=tuple(wildcards))

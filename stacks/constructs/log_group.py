@@ -19,7 +19,10 @@ def encrypted_log_group(
         encryption_key=key,
         removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
     )
-    group.node.default_child.retention_in_days = retention_days
+    cfn = group.node.default_child
+    if not isinstance(cfn, logs.CfnLogGroup):
+        raise TypeError(f"log group {id}: expected a CfnLogGroup as its default child, found {cfn!r}")
+    cfn.retention_in_days = retention_days
     return group
 
 
@@ -31,8 +34,10 @@ def allow_log_groups(key: kms.Key) -> None:
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
             actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
             resources=["*"],  # in a key policy, "*" is this key
-            conditions={"ArnLike": {
-                "kms:EncryptionContext:aws:logs:arn": f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"
-            }},
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"
+                }
+            },
         )
     )

@@ -35,23 +35,33 @@ class Mlflow(Construct):
         self.kind = kind
         prefix = prefix.strip("/")
         self.role = iam.Role(
-            self, "Role",
+            self,
+            "Role",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"MLflow {name}: artifact store under s3://<artifacts>/{prefix}/ only",
         )
         grant_prefix(self.role, bucket, prefix, key=key, write=True)
         store = f"s3://{bucket.bucket_name}/{prefix}"
+        self.resource: sagemaker.CfnMlflowApp | sagemaker.CfnMlflowTrackingServer
         if kind == "serverless":
             app = sagemaker.CfnMlflowApp(
-                self, "App", name=name, artifact_store_uri=store, role_arn=self.role.role_arn,
+                self,
+                "App",
+                name=name,
+                artifact_store_uri=store,
+                role_arn=self.role.role_arn,
                 model_registration_mode="AutoModelRegistrationDisabled",  # the pipeline registers models
             )
             self.arn = app.attr_arn
             self.resource = app
         elif kind == "tracking_server":
             server = sagemaker.CfnMlflowTrackingServer(
-                self, "TrackingServer", tracking_server_name=name, artifact_store_uri=store,
-                role_arn=self.role.role_arn, tracking_server_size=tracking_server_size,
+                self,
+                "TrackingServer",
+                tracking_server_name=name,
+                artifact_store_uri=store,
+                role_arn=self.role.role_arn,
+                tracking_server_size=tracking_server_size,
                 automatic_model_registration=False,
             )
             self.arn = server.attr_tracking_server_arn
@@ -64,5 +74,7 @@ class Mlflow(Construct):
     def grant_use(self, grantable: iam.IGrantable) -> iam.Grant:
         """Log and read experiments, runs, traces and models on this MLflow (its one ARN)."""
         return iam.Grant.add_to_principal(
-            grantee=grantable, actions=["sagemaker-mlflow:*"], resource_arns=[self.arn],
+            grantee=grantable,
+            actions=["sagemaker-mlflow:*"],
+            resource_arns=[self.arn],
         )

@@ -8,7 +8,7 @@ fixed name: a change replaces it, and the component rolls over to the new one.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
@@ -51,7 +51,9 @@ class ModelComponent(Construct):
                 ),
             ),
             vpc_config=(
-                sagemaker.CfnModel.VpcConfigProperty(subnets=list(subnet_ids), security_group_ids=list(security_group_ids))
+                sagemaker.CfnModel.VpcConfigProperty(
+                    subnets=list(subnet_ids), security_group_ids=list(security_group_ids)
+                )
                 if subnet_ids
                 else None
             ),
@@ -75,7 +77,9 @@ class ModelComponent(Construct):
                 ),
             ),
             # A component cannot be created with zero copies; autoscaling may take it to zero afterwards.
-            runtime_config=sagemaker.CfnInferenceComponent.InferenceComponentRuntimeConfigProperty(copy_count=max(1, model.min_copies)),
+            runtime_config=sagemaker.CfnInferenceComponent.InferenceComponentRuntimeConfigProperty(
+                copy_count=max(1, model.min_copies)
+            ),
         )
         self.scaling = ComponentScaling(
             self,

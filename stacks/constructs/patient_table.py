@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -86,7 +87,14 @@ class SeedItems(Construct):
                 logging=cr.Logging.with_data_hidden(),
             )
             seed = cr.AwsCustomResource(
-                self, pk, on_create=call, on_update=call, role=self.role, log_group=log_group,
-                install_latest_aws_sdk=False, vpc=vpc, vpc_subnets=subnets,
+                self,
+                pk,
+                on_create=call,
+                on_update=call,
+                role=self.role,
+                log_group=log_group,
+                install_latest_aws_sdk=False,
+                vpc=vpc,
+                vpc_subnets=subnets,
             )
             seed.node.add_dependency(self.role)  # its policy too: the role must be able to write first

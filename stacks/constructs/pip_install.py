@@ -13,8 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
 
@@ -35,8 +35,9 @@ def digest(parts: Sequence[bytes]) -> str:
     return h.hexdigest()
 
 
-def dependencies_hash(requirements: Path, constraints: Path | None, *, python_version: str,
-                      platforms: Sequence[str]) -> str:
+def dependencies_hash(
+    requirements: Path, constraints: Path | None, *, python_version: str, platforms: Sequence[str]
+) -> str:
     """The key of a cached dependency tree."""
     if not requirements.is_file():
         raise PackagingError(f"{requirements} not found: it lists the runtime dependencies to bundle")
@@ -44,11 +45,25 @@ def dependencies_hash(requirements: Path, constraints: Path | None, *, python_ve
     return digest([requirements.read_bytes(), lock, python_version.encode(), " ".join(platforms).encode()])
 
 
-def pip_command(requirements: Path, target: Path, constraints: Path | None, *, python_version: str,
-                platforms: Sequence[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
-           "--no-compile", "--no-warn-conflicts", "--only-binary=:all:",
-           "--implementation", "cp", "--python-version", python_version]
+def pip_command(
+    requirements: Path, target: Path, constraints: Path | None, *, python_version: str, platforms: Sequence[str]
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-compile",
+        "--no-warn-conflicts",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+    ]
     cmd += [f"--platform={p}" for p in platforms]
     cmd += ["--target", str(target), "-r", str(requirements)]
     if constraints is not None and constraints.is_file():
@@ -77,8 +92,10 @@ def ensure_dependencies(
     shutil.rmtree(partial, ignore_errors=True)
     cmd = pip_command(requirements, partial, constraints, python_version=python_version, platforms=platforms)
     target = f"{label} (python {python_version}, {', '.join(platforms)})"
-    hint = (f"a fresh bundle of {requirements} (dependencies hash {key[:12]}) needs pip and access to PyPI, once; "
-            f"it is then cached in {cache}")
+    hint = (
+        f"a fresh bundle of {requirements} (dependencies hash {key[:12]}) needs pip and access to PyPI, once; "
+        f"it is then cached in {cache}"
+    )
     try:
         proc = run(cmd, capture_output=True, text=True)
     except OSError as e:
@@ -104,4 +121,4 @@ def _portable_scripts(bin_dir: Path) -> None:
     for script in bin_dir.glob("*") if bin_dir.is_dir() else ():
         text = script.read_bytes()
         if text.startswith(b"#!") and b"python" in text.split(b"\n", 1)[0]:
-            script.write_bytes(b"#!/usr/bin/env python3" + text[text.index(b"\n"):])
+            script.write_bytes(b"#!/usr/bin/env python3" + text[text.index(b"\n") :])

@@ -18,12 +18,18 @@ def grant_prefix(
     if not prefix:
         raise ValueError("grant_prefix: an empty prefix would grant the whole bucket")
     principal = grantable.grant_principal
-    principal.add_to_principal_policy(iam.PolicyStatement(
-        actions=READ + (WRITE if write else []), resources=[bucket.arn_for_objects(f"{prefix}/*")],
-    ))
-    principal.add_to_principal_policy(iam.PolicyStatement(
-        actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-        conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
-    ))
+    principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=READ + (WRITE if write else []),
+            resources=[bucket.arn_for_objects(f"{prefix}/*")],
+        )
+    )
+    principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+        )
+    )
     if key is not None:  # SSE-KMS: reading decrypts; writing also makes data keys (no kms:* wildcards)
         key.grant(grantable, "kms:Decrypt", *(["kms:GenerateDataKey"] if write else []))

@@ -35,8 +35,11 @@ class _PipBundler:
     def dependencies(self) -> Path:
         """The installed requirements (cached)."""
         return pip_install.ensure_dependencies(
-            self.folder / "requirements.txt", python_version=self.python_version, platforms=(PLATFORM,),
-            cache=pip_install.cache_root("lambda-deps"), label=f"Lambda {self.folder.name}, linux/x86_64",
+            self.folder / "requirements.txt",
+            python_version=self.python_version,
+            platforms=(PLATFORM,),
+            cache=pip_install.cache_root("lambda-deps"),
+            label=f"Lambda {self.folder.name}, linux/x86_64",
         )
 
     def installed(self) -> list[str]:
@@ -57,8 +60,9 @@ def python_function_code(folder: Path, runtime: lambda_.Runtime) -> lambda_.Code
         raise FileNotFoundError(f"{folder}: a Lambda function folder needs a requirements.txt")
     python_version = runtime.name.removeprefix("python")
     bundler = _PipBundler(folder, python_version)
-    source_hash = pip_install.digest([p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes()
-                                      for p in _source_files(folder)])
+    source_hash = pip_install.digest(
+        [p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes() for p in _source_files(folder)]
+    )
     return lambda_.Code.from_asset(
         str(folder),
         asset_hash_type=AssetHashType.CUSTOM,

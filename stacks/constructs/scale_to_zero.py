@@ -17,7 +17,10 @@ from constructs import Construct
 
 DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 # Application Auto Scaling's service-linked role for SageMaker (created by AWS on first use).
-SERVICE_LINKED_ROLE = "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+SERVICE_LINKED_ROLE = (
+    "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+)
 
 
 def no_capacity_metric(component_name: str) -> cw.Metric:
@@ -57,7 +60,10 @@ class ComponentScaling(Construct):
                 self,
                 "ServiceLinkedRole",
                 Stack.of(self).format_arn(
-                    service="iam", region="", resource="role", resource_name=SERVICE_LINKED_ROLE,
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name=SERVICE_LINKED_ROLE,
                     arn_format=ArnFormat.SLASH_RESOURCE_NAME,
                 ),
                 mutable=False,

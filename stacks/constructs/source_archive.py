@@ -13,6 +13,7 @@ import io
 import tarfile
 from pathlib import Path
 
+from aws_cdk import Stage
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -22,8 +23,10 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 
 def _files(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not EXCLUDED_DIRS & set(p.relative_to(folder).parts)
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not EXCLUDED_DIRS & set(p.relative_to(folder).parts)
         and not p.name.endswith(EXCLUDED_SUFFIXES)
     )
 
@@ -61,5 +64,8 @@ def source_archive_asset(scope: Construct, id: str, *, folder: Path) -> s3_asset
 
     The S3 object key keeps only the last extension: ``<hash>.gz``; the staged file is ``asset.<hash>.tar.gz``.
     """
-    outdir = Path(scope.node.root.outdir) / "source-archives"
+    app = scope.node.root
+    if not isinstance(app, Stage):
+        raise TypeError(f"source archive {id}: the construct tree's root is not an App")
+    outdir = Path(app.outdir) / "source-archives"
     return s3_assets.Asset(scope, id, path=str(write_archive(folder, outdir)))

@@ -15,12 +15,13 @@ import functools
 import hashlib
 import importlib.metadata
 import json
-import os
 import logging
+import os
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from aws_cdk import ArnFormat, Fn, Stack
 from aws_cdk import aws_iam as iam
@@ -41,20 +42,25 @@ TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
 MAX_BODY_CHARS = 900_000
 _MARK = "cdkph"  # every placeholder contains it; none may survive substitution
 _IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@].+$")
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@].+$"
+)
 
 
 def substitute(definition: str, placeholders: dict[str, tuple[str, str]]) -> str:
     """``definition`` as an ``Fn::Sub`` body: each placeholder literal → ``${Name}``; literal ``${`` escaped."""
     body = definition.replace("${", "${!")
     for name, (literal, _) in sorted(placeholders.items(), key=lambda kv: -len(kv[1][0])):
-        body = body.replace(literal, "${%s}" % name)
+        body = body.replace(literal, f"${{{name}}}")
     if _MARK in body:
-        raise RuntimeError(f"pipeline definition: a placeholder was altered by the builder and not substituted "
-                           f"(found {_MARK!r} near {body[max(0, body.index(_MARK) - 80):body.index(_MARK) + 40]!r})")
+        raise RuntimeError(
+            f"pipeline definition: a placeholder was altered by the builder and not substituted "
+            f"(found {_MARK!r} near {body[max(0, body.index(_MARK) - 80) : body.index(_MARK) + 40]!r})"
+        )
     if len(body) > MAX_BODY_CHARS:
-        raise RuntimeError(f"pipeline definition: {len(body)} characters exceeds {MAX_BODY_CHARS}; "
-                           "store it in S3 (PipelineDefinitionS3Location) instead")
+        raise RuntimeError(
+            f"pipeline definition: {len(body)} characters exceeds {MAX_BODY_CHARS}; "
+            "store it in S3 (PipelineDefinitionS3Location) instead"
+        )
     return body
 
 
@@ -109,8 +115,9 @@ def pipeline_definition(**kwargs: Any) -> str:
 def ecr_repository_arn(image: str, partition: str) -> str:
     m = _IMAGE.match(image)
     if not m:
-        raise ValueError(f"training image {image!r} is not an ECR image URI "
-                         "(<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)")
+        raise ValueError(
+            f"training image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
+        )
     return f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repo']}"
 
 
@@ -145,13 +152,15 @@ class TrainingPipeline(Construct):
         source = source_archive_asset(self, "Source", folder=TRAINING_DIR)
 
         self.role = iam.Role(
-            self, "ExecutionRole",
+            self,
+            "ExecutionRole",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker Pipeline {pipeline_name} and its jobs",
         )
         vpc = bool(subnet_ids and security_group_ids)
-        self._grant(stack, training, source, datasets_bucket, dataset_prefix, artifacts_bucket, key, registry, mlflow,
-                    vpc=vpc)
+        self._grant(
+            stack, training, source, datasets_bucket, dataset_prefix, artifacts_bucket, key, registry, mlflow, vpc=vpc
+        )
         # The base weights come from the artifacts bucket (the same prefix the endpoint serves): jobs download
         # nothing from a model hub, need no token, and run in subnets without internet.
         grant_prefix(self.role, artifacts_bucket, base_model_prefix.strip("/"), key=key)
@@ -165,7 +174,7 @@ class TrainingPipeline(Construct):
             "KeyArn": (f"arn:aws:kms:{stack.region}:000000000000:key/{_MARK}-key", key.key_arn),
             "MlflowArn": (f"arn:aws:sagemaker:{stack.region}:000000000000:mlflow-app/{_MARK}-mlflow", mlflow.arn),
         }
-        if vpc:
+        if subnet_ids and security_group_ids:
             ph |= {f"Subnet{i}": (f"subnet-{_MARK}{i:03d}", s) for i, s in enumerate(subnet_ids)}
             ph |= {f"SecurityGroup{i}": (f"sg-{_MARK}{i:03d}", g) for i, g in enumerate(security_group_ids)}
 
@@ -204,7 +213,8 @@ class TrainingPipeline(Construct):
         )
         used = {n: token for n, (literal, token) in ph.items() if literal in definition}
         self.pipeline = sagemaker.CfnPipeline(
-            self, "Pipeline",
+            self,
+            "Pipeline",
             pipeline_name=pipeline_name,
             pipeline_display_name=pipeline_name,
             pipeline_description="Preprocess, LoRA fine-tune, evaluate, quality gate, register (pending approval)",
@@ -213,70 +223,132 @@ class TrainingPipeline(Construct):
         )
         self.pipeline.node.add_dependency(self.role)  # the role's policy must exist before an execution starts
 
-    def _grant(self, stack: Stack, training: TrainingSettings, source: s3_assets.Asset, datasets_bucket: s3.IBucket,
-               dataset_prefix: str, artifacts_bucket: s3.IBucket, key: kms.IKey, registry: ModelRegistry,
-               mlflow: Mlflow, *, vpc: bool) -> None:
+    def _grant(
+        self,
+        stack: Stack,
+        training: TrainingSettings,
+        source: s3_assets.Asset,
+        datasets_bucket: s3.IBucket,
+        dataset_prefix: str,
+        artifacts_bucket: s3.IBucket,
+        key: kms.IKey,
+        registry: ModelRegistry,
+        mlflow: Mlflow,
+        *,
+        vpc: bool,
+    ) -> None:
         role = self.role
 
         def arn(service: str, resource: str, name: str, sep: str = "/") -> str:
-            return stack.format_arn(service=service, resource=resource, resource_name=name, arn_format=(
-                ArnFormat.COLON_RESOURCE_NAME if sep == ":" else ArnFormat.SLASH_RESOURCE_NAME))
+            return stack.format_arn(
+                service=service,
+                resource=resource,
+                resource_name=name,
+                arn_format=(ArnFormat.COLON_RESOURCE_NAME if sep == ":" else ArnFormat.SLASH_RESOURCE_NAME),
+            )
 
-        role.add_to_policy(iam.PolicyStatement(
-            sid="RunPipelineJobs",
-            actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
-                     "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
-                     "sagemaker:AddTags"],
-            resources=[arn("sagemaker", "processing-job", "pipelines-*"),
-                       arn("sagemaker", "training-job", "pipelines-*")],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PassOnlyItselfToSageMaker", actions=["iam:PassRole"], resources=[role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="RunPipelineJobs",
+                actions=[
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[
+                    arn("sagemaker", "processing-job", "pipelines-*"),
+                    arn("sagemaker", "training-job", "pipelines-*"),
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PassOnlyItselfToSageMaker",
+                actions=["iam:PassRole"],
+                resources=[role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
         registry.grant_register(role)
         mlflow.grant_use(role)
 
         grant_prefix(role, datasets_bucket, dataset_prefix, key=key)
         grant_prefix(role, artifacts_bucket, self.output_prefix, key=key, write=True)
         grant_prefix(role, artifacts_bucket, self.checkpoint_prefix, key=key, write=True)
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ReadCodeAsset", actions=["s3:GetObject"],
-            resources=[f"arn:{stack.partition}:s3:::{source.s3_bucket_name}/{source.s3_object_key}"],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ListCodeAsset", actions=["s3:ListBucket"],
-            resources=[f"arn:{stack.partition}:s3:::{source.s3_bucket_name}"],
-            conditions={"StringLike": {"s3:prefix": [source.s3_object_key]}},
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadCodeAsset",
+                actions=["s3:GetObject"],
+                resources=[f"arn:{stack.partition}:s3:::{source.s3_bucket_name}/{source.s3_object_key}"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListCodeAsset",
+                actions=["s3:ListBucket"],
+                resources=[f"arn:{stack.partition}:s3:::{source.s3_bucket_name}"],
+                conditions={"StringLike": {"s3:prefix": [source.s3_object_key]}},
+            )
+        )
         # SageMaker encrypts job volumes with the key through grants for the jobs' instances.
-        key.grant(role, "kms:CreateGrant").principal_statement.add_condition(
-            "Bool", {"kms:GrantIsForAWSResource": True})
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant"],
+                resources=[key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": True}},
+            )
+        )
 
-        role.add_to_policy(iam.PolicyStatement(
-            sid="JobLogs",
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[arn("logs", "log-group", f"/aws/sagemaker/{kind}:*", ":")
-                       for kind in ("ProcessingJobs", "TrainingJobs")],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PullJobImages",
-            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            resources=sorted({ecr_repository_arn(image, stack.partition)
-                              for image in (training.training_image, training.processing_image)}),
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="JobLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[
+                    arn("logs", "log-group", f"/aws/sagemaker/{kind}:*", ":")
+                    for kind in ("ProcessingJobs", "TrainingJobs")
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="JobMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PullJobImages",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=sorted(
+                    {
+                        ecr_repository_arn(image, stack.partition)
+                        for image in (training.training_image, training.processing_image)
+                    }
+                ),
+            )
+        )
         role.add_to_policy(iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         if vpc:
-            role.add_to_policy(iam.PolicyStatement(
-                sid="JobsInVpc",
-                actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
-                         "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
-                         "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
-                         "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
-                resources=["*"],
-            ))
-
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="JobsInVpc",
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:CreateNetworkInterfacePermission",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:DeleteNetworkInterfacePermission",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeVpcs",
+                        "ec2:DescribeDhcpOptions",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeSecurityGroups",
+                    ],
+                    resources=["*"],
+                )
+            )

@@ -78,8 +78,16 @@ def agent_env(aws, emulator) -> dict[str, str]:
 @pytest.fixture
 def env(monkeypatch, agent_env) -> dict[str, str]:
     """This test runs with agent_env set (restored afterwards), and no inherited agent settings."""
-    for name in ("RECORD_PROMPTS", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "OTEL_SEMCONV_STABILITY_OPT_IN",
-                 "DIAGNOSIS_INFERENCE_COMPONENT", "MODEL_STREAMING", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
+    for name in (
+        "RECORD_PROMPTS",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_ID",
+        "OTEL_SEMCONV_STABILITY_OPT_IN",
+        "DIAGNOSIS_INFERENCE_COMPONENT",
+        "MODEL_STREAMING",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_REGION",
+    ):
         monkeypatch.delenv(name, raising=False)
     for k, v in agent_env.items():
         monkeypatch.setenv(k, v)

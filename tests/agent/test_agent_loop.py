@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
@@ -91,7 +90,9 @@ def test_streamed_events_end_with_report_and_done(make_runtime):
     kinds = [e["event"] for e in events]
     assert kinds[-2:] == ["report", "done"]
     assert [e["name"] for e in events if e["event"] == "tool_call"] == [
-        "get_patient_record", "diagnose", "upload_diagnostic_report"
+        "get_patient_record",
+        "diagnose",
+        "upload_diagnostic_report",
     ]
     text = "".join(e["data"] for e in events if e["event"] == "text")
     assert "Report stored at s3://" in text
@@ -118,15 +119,23 @@ def test_create_medical_agent_reads_settings_from_the_environment(env):
     assert agent.model.endpoint_config["inference_component_name"] == "clinical-lora"
     assert agent.model.payload_config["max_tokens"] == 77 and agent.model.payload_config["temperature"] == 0.5
     assert sorted(agent.tool_names) == ["diagnose", "get_patient_record", "upload_diagnostic_report"]
-    assert "SYNTHETIC" in agent.system_prompt and "diagnosis or treatment advice for a real person" in agent.system_prompt
+    assert (
+        "SYNTHETIC" in agent.system_prompt and "diagnosis or treatment advice for a real person" in agent.system_prompt
+    )
 
 
 def test_missing_environment_names_each_variable(monkeypatch):
     from agent.errors import ConfigurationError
     from agent.settings import load_settings
 
-    for name in ("SAGEMAKER_ENDPOINT_NAME", "PATIENT_TABLE", "REPORTS_BUCKET", "REPORTS_KMS_KEY_ID", "AWS_REGION",
-                 "AWS_DEFAULT_REGION"):
+    for name in (
+        "SAGEMAKER_ENDPOINT_NAME",
+        "PATIENT_TABLE",
+        "REPORTS_BUCKET",
+        "REPORTS_KMS_KEY_ID",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODEL_TEMPERATURE", "7")
     with pytest.raises(ConfigurationError) as err:
@@ -140,9 +149,16 @@ def test_missing_environment_names_each_variable(monkeypatch):
 def test_settings_treat_empty_variables_as_unset_and_fall_back_to_the_default_region():
     from agent.settings import load_settings
 
-    environ = {"SAGEMAKER_ENDPOINT_NAME": "clinical-llm", "SAGEMAKER_INFERENCE_COMPONENT": "", "AWS_DEFAULT_REGION": "eu-west-1",
-               "PATIENT_TABLE": "patients", "REPORTS_BUCKET": "reports", "REPORTS_KMS_KEY_ID": "arn:aws:kms:k",
-               "RECORD_PROMPTS": "false", "MODEL_MAX_TOKENS": "512"}
+    environ = {
+        "SAGEMAKER_ENDPOINT_NAME": "clinical-llm",
+        "SAGEMAKER_INFERENCE_COMPONENT": "",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "PATIENT_TABLE": "patients",
+        "REPORTS_BUCKET": "reports",
+        "REPORTS_KMS_KEY_ID": "arn:aws:kms:k",
+        "RECORD_PROMPTS": "false",
+        "MODEL_MAX_TOKENS": "512",
+    }
     settings = load_settings(environ)
     assert settings.sagemaker_inference_component is None and settings.diagnosis_component is None
     assert settings.aws_region == "eu-west-1" and settings.model_max_tokens == 512 and settings.record_prompts is False

@@ -15,7 +15,9 @@ from local.aws import LocalServer, free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
-CASE = {"case": {"patient_id": "P-000010", "symptoms": ["fever", "productive cough"], "vitals": {"temperature_c": 38.9}}}
+CASE = {
+    "case": {"patient_id": "P-000010", "symptoms": ["fever", "productive cough"], "vitals": {"temperature_c": 38.9}}
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def bucket_size(s3, aws):
 
 
 def sse_events(text: str) -> list[dict]:
-    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+    return [json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")]
 
 
 def test_ping_is_healthy(http):
@@ -67,7 +69,11 @@ def test_streaming_answers_server_sent_events(http, how, reports_of):
         assert r.headers["content-type"].startswith("text/event-stream")
         events = sse_events(r.read().decode())
     assert [e["event"] for e in events if e["event"] != "text"] == [
-        "tool_call", "tool_call", "tool_call", "report", "done"
+        "tool_call",
+        "tool_call",
+        "tool_call",
+        "report",
+        "done",
     ]
     assert any(e["event"] == "text" for e in events)
     assert events[-1]["session_id"] == "session-stream"
@@ -89,13 +95,25 @@ BAD = [
     ({"prompt": "x" * 17000}, 413, "request too large"),
     ({"prompt": "hi", "temperature": 2}, 400, "temperature: Extra inputs are not permitted"),
     ({"prompt": "hi", "stream": "yes"}, 400, "stream: Input should be a valid boolean"),
-    ({"case": CASE["case"] | {"patient_id": "../P-000001"}}, 400, "case.patient_id: expected 'P-' followed by 6 digits"),
+    (
+        {"case": CASE["case"] | {"patient_id": "../P-000001"}},
+        400,
+        "case.patient_id: expected 'P-' followed by 6 digits",
+    ),
     ({"case": CASE["case"] | {"patient_id": "P-000001/../../etc"}}, 400, "case.patient_id: expected 'P-'"),
     ({"case": CASE["case"] | {"patient_id": 10}}, 400, "case.patient_id: Input should be a valid string"),
     ({"case": CASE["case"] | {"symptoms": []}}, 400, "case.symptoms: List should have at least 1 item"),
     ({"case": CASE["case"] | {"symptoms": "fever"}}, 400, "case.symptoms: Input should be a valid list"),
-    ({"case": CASE["case"] | {"vitals": {"heart_rate_bpm": "110"}}}, 400, "case.vitals.heart_rate_bpm: Input should be a valid integer"),
-    ({"case": CASE["case"] | {"vitals": {"heart_rate_bpm": 900}}}, 400, "case.vitals.heart_rate_bpm: Input should be less than or equal to 300"),
+    (
+        {"case": CASE["case"] | {"vitals": {"heart_rate_bpm": "110"}}},
+        400,
+        "case.vitals.heart_rate_bpm: Input should be a valid integer",
+    ),
+    (
+        {"case": CASE["case"] | {"vitals": {"heart_rate_bpm": 900}}},
+        400,
+        "case.vitals.heart_rate_bpm: Input should be less than or equal to 300",
+    ),
     ({"case": CASE["case"] | {"vitals": {"pulse": 80}}}, 400, "case.vitals.pulse: Extra inputs are not permitted"),
     ({"case": CASE["case"] | {"patient_id": "P-999999"}}, 404, "no patient P-999999"),
 ]
@@ -126,7 +144,9 @@ def test_model_endpoint_failure_is_a_502_naming_the_component(env, monkeypatch, 
     import agent.app as app_module
     from agent.service import ClinicalAgentRuntime
 
-    monkeypatch.setattr(app_module, "_runtime", ClinicalAgentRuntime.from_environment(sagemaker_inference_component="gone"))
+    monkeypatch.setattr(
+        app_module, "_runtime", ClinicalAgentRuntime.from_environment(sagemaker_inference_component="gone")
+    )
     before = bucket_size()
     with TestClient(app_module.app) as client:
         r = client.post("/invocations", json=CASE)
@@ -139,7 +159,11 @@ def test_local_mode_refuses_to_start_without_local_endpoints(agent_env):
     env = {k: v for k, v in agent_env.items() if k != "AWS_ENDPOINT_URL_S3"} | {"PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "agent.app", "--local", "--port", str(free_port())],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2 and "set AWS_ENDPOINT_URL_S3" in done.stderr
 
@@ -148,6 +172,10 @@ def test_bad_environment_stops_the_app_at_start_naming_the_variable(agent_env):
     env = {k: v for k, v in agent_env.items() if k != "REPORTS_BUCKET"} | {"PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "agent/app.py", "--local", "--port", str(free_port())],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2 and "REPORTS_BUCKET: required but not set" in done.stderr

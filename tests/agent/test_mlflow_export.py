@@ -25,8 +25,12 @@ def mlflow_url(mlflow_server):
 @pytest.fixture(scope="module")
 def traced_app(agent_env, mlflow_url):
     port = free_port()
-    env = agent_env | {"MLFLOW_TRACKING_URI": mlflow_url, "MLFLOW_EXPERIMENT_NAME": EXPERIMENT,
-                       "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": "clinical-agent-test"}
+    env = agent_env | {
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "MLFLOW_EXPERIMENT_NAME": EXPERIMENT,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_SERVICE_NAME": "clinical-agent-test",
+    }
     args = [sys.executable, "-m", "agent.app", "--local", "--port", str(port)]
     with LocalServer.start(args, port=port, env=env, cwd=ROOT) as server:
         yield server.url
@@ -50,7 +54,12 @@ def test_agent_traces_are_exported_to_mlflow_without_patient_content(traced_app,
             break
         time.sleep(0.5)
     names = {s.name for s in spans}
-    assert {"clinical_request", "invoke_agent clinical_agent", "execute_tool upload_diagnostic_report", "diagnose"} <= names
+    assert {
+        "clinical_request",
+        "invoke_agent clinical_agent",
+        "execute_tool upload_diagnostic_report",
+        "diagnose",
+    } <= names
     diagnose = next(s for s in spans if s.name == "diagnose")
     assert diagnose.attributes["diagnosis.prompt"] == "[REDACTED]"
     assert diagnose.attributes["sagemaker.inference_component"] == "clinical-lora"

@@ -104,7 +104,9 @@ def test_encoder_frames_decode_with_botocore_including_checksums():
     messages = list(buffer)
     assert [m.payload for m in messages[:3]] == parts
     assert messages[0].headers == {
-        ":event-type": "PayloadPart", ":content-type": "application/octet-stream", ":message-type": "event"
+        ":event-type": "PayloadPart",
+        ":content-type": "application/octet-stream",
+        ":message-type": "event",
     }
     assert messages[3].headers[":exception-type"] == "ModelStreamError"
     assert json.loads(messages[3].payload) == {"Message": "boom", "ErrorCode": "ModelStreamError"}
@@ -137,4 +139,9 @@ def test_bad_route_is_refused_with_the_expected_form(spec):
 
 def test_route_parses_component_and_adapter():
     r = parse_route("clinical-llm/clinical-lora=http://127.0.0.1:9/#adapter=clinical-lora")
-    assert (r.endpoint, r.component, r.url, r.adapter) == ("clinical-llm", "clinical-lora", "http://127.0.0.1:9", "clinical-lora")
+    assert (r.endpoint, r.component, r.url, r.adapter) == (
+        "clinical-llm",
+        "clinical-lora",
+        "http://127.0.0.1:9",
+        "clinical-lora",
+    )

@@ -78,8 +78,14 @@ def test_agent_trace_carries_no_prompt_or_patient_field_by_default(env, spans, c
     assert summary["report_source"] == "agent"
     finished = spans.get_finished_spans()
     names = {s.name for s in finished}
-    assert {"clinical_request", "invoke_agent clinical_agent", "execute_tool get_patient_record",
-            "execute_tool diagnose", "execute_tool upload_diagnostic_report", "diagnose"} <= names
+    assert {
+        "clinical_request",
+        "invoke_agent clinical_agent",
+        "execute_tool get_patient_record",
+        "execute_tool diagnose",
+        "execute_tool upload_diagnostic_report",
+        "diagnose",
+    } <= names
     assert len({s.context.trace_id for s in finished}) == 1  # one trace per request
     everything = "\n".join(span_text(s) for s in finished)
     assert "[REDACTED]" in everything  # strands' content events are there, emptied

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -70,7 +70,7 @@ def test_report_is_stored_under_the_patient_with_sse_kms(reports, s3, aws, repor
 
 
 def test_report_key_uses_the_utc_timestamp(reports):
-    fixed = datetime(2026, 11, 29, 10, 5, 3, 123456, tzinfo=timezone.utc)
+    fixed = datetime(2026, 11, 29, 10, 5, 3, 123456, tzinfo=UTC)
     store = ReportStore("b", "k", None, clock=lambda: fixed)
     assert store.key_for("P-000001") == "reports/P-000001/20261129T100503.123456Z.md"
 
@@ -83,7 +83,9 @@ def test_report_with_malformed_patient_id_writes_nothing(reports, s3, aws, bad):
     assert s3.list_objects_v2(Bucket=aws.bucket).get("KeyCount", 0) == before
 
 
-@pytest.mark.parametrize(("report", "message"), [("", "empty"), ("   \n", "empty"), ("x" * 2049, "2049 bytes; at most 2048")])
+@pytest.mark.parametrize(
+    ("report", "message"), [("", "empty"), ("   \n", "empty"), ("x" * 2049, "2049 bytes; at most 2048")]
+)
 def test_empty_or_oversize_report_writes_nothing(reports, reports_of, report, message):
     before = reports_of("P-000005")
     with pytest.raises(InvalidReport, match=message):
@@ -112,7 +114,9 @@ def test_tools_read_the_record_store_the_report_and_keep_a_ledger(patients, repo
     tools, ledger, services = _tools(patients, reports)
     assert tools["get_patient_record"](patient_id="P-000002")["record"]["patient_id"] == "P-000002"
     assert tools["get_patient_record"](patient_id="P-999999") == {
-        "found": False, "patient_id": "P-999999", "message": "no patient P-999999 in table patients"
+        "found": False,
+        "patient_id": "P-999999",
+        "message": "no patient P-999999 in table patients",
     }
     assert tools["diagnose"](case="cough") == "## Summary\nstub" and services.diagnoser.cases == ["cough"]
     uri = tools["upload_diagnostic_report"](patient_id="P-000002", report="# r")

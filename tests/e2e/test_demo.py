@@ -20,8 +20,9 @@ pytestmark = pytest.mark.timeout(900)
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """The demo run to the end with its services still up; everything is stopped by PID afterwards."""
-    settings = Settings(workdir=tmp_path_factory.mktemp("demo"), records=200, patients=5, max_steps=60,
-                        eval_samples=4, mlflow_port=0)
+    settings = Settings(
+        workdir=tmp_path_factory.mktemp("demo"), records=200, patients=5, max_steps=60, eval_samples=4, mlflow_port=0
+    )
     demo = Demo(settings, out=lambda line: None)
     try:
         result = demo.run()
@@ -50,8 +51,13 @@ def test_report_object_exists_and_is_kms_encrypted(finished):
     import boto3
 
     demo, result = finished
-    s3 = boto3.client("s3", endpoint_url=demo.services["moto"].url, region_name="us-east-1",
-                      aws_access_key_id="local", aws_secret_access_key="local")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=demo.services["moto"].url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
     bucket, key = result["report_uri"].removeprefix("s3://").split("/", 1)
     assert key.startswith("reports/P-000045/") and key.endswith(".md")
     head = s3.head_object(Bucket=bucket, Key=key)

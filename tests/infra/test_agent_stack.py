@@ -112,7 +112,8 @@ def test_the_environment_key_is_usable_only_through_dynamodb_and_s3(templates, e
     assert sorted(as_list(use["Action"])) == ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
     assert "Key" in use["Resource"]["Fn::GetStackOutput"]["OutputName"]
     assert sorted(use["Condition"]["StringEquals"]["kms:ViaService"]) == [
-        "dynamodb.us-east-1.amazonaws.com", "s3.us-east-1.amazonaws.com"
+        "dynamodb.us-east-1.amazonaws.com",
+        "s3.us-east-1.amazonaws.com",
     ]
 
 
@@ -138,8 +139,12 @@ def test_unscoped_resources_only_where_iam_has_no_resource_level_permission(temp
 def test_mlflow_grant_is_scoped_to_the_environments_mlflow_and_tracing_calls(templates, stages, env):
     (mlflow,) = statements_with(role_statements(templates[env]), "sagemaker-mlflow:")
     assert set(as_list(mlflow["Action"])) <= {
-        "sagemaker-mlflow:CreateExperiment", "sagemaker-mlflow:GetExperiment", "sagemaker-mlflow:GetExperimentByName",
-        "sagemaker-mlflow:StartTrace", "sagemaker-mlflow:EndTrace", "sagemaker-mlflow:SetTraceTag",
+        "sagemaker-mlflow:CreateExperiment",
+        "sagemaker-mlflow:GetExperiment",
+        "sagemaker-mlflow:GetExperimentByName",
+        "sagemaker-mlflow:StartTrace",
+        "sagemaker-mlflow:EndTrace",
+        "sagemaker-mlflow:SetTraceTag",
     }
     assert len(as_list(mlflow["Resource"])) == 1 and mlflow["Resource"] != "*"
 
@@ -149,24 +154,34 @@ def test_mlflow_grant_is_scoped_to_the_environments_mlflow_and_tracing_calls(tem
 
 @pytest.mark.parametrize("env", ENVS)
 def test_patient_table_is_encrypted_with_the_environment_key_and_has_point_in_time_recovery(templates, env):
-    templates[env].has_resource_properties("AWS::DynamoDB::Table", {
-        "TableName": f"patients-{env}",
-        "KeySchema": [{"AttributeName": "patient_id", "KeyType": "HASH"}],
-        "BillingMode": "PAY_PER_REQUEST",
-        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-        "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {
-            "Fn::GetStackOutput": Match.object_like({"StackName": f"{env.capitalize()}-Data"})}},
-    })
+    templates[env].has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": f"patients-{env}",
+            "KeySchema": [{"AttributeName": "patient_id", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {
+                "SSEEnabled": True,
+                "SSEType": "KMS",
+                "KMSMasterKeyId": {"Fn::GetStackOutput": Match.object_like({"StackName": f"{env.capitalize()}-Data"})},
+            },
+        },
+    )
 
 
 @pytest.mark.parametrize(
     "env,policy,protected", [("dev", "Delete", False), ("staging", "Retain", True), ("prod", "Retain", True)]
 )
 def test_patient_table_is_retained_and_protected_outside_dev(templates, env, policy, protected):
-    templates[env].has_resource("AWS::DynamoDB::Table", {
-        "DeletionPolicy": policy, "UpdateReplacePolicy": policy,
-        "Properties": Match.object_like({"DeletionProtectionEnabled": protected}),
-    })
+    templates[env].has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "DeletionPolicy": policy,
+            "UpdateReplacePolicy": policy,
+            "Properties": Match.object_like({"DeletionProtectionEnabled": protected}),
+        },
+    )
 
 
 def test_dev_is_seeded_with_the_deterministic_synthetic_patients(templates, stages):
@@ -201,8 +216,15 @@ def test_seeding_provider_may_only_put_items_into_the_table(templates):
     role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
     (policy,) = [p for p in t.find_resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]]
     actions = sorted(a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in as_list(s["Action"]))
-    assert actions == ["dynamodb:PutItem", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
-                       "logs:CreateLogStream", "logs:PutLogEvents"]
+    assert actions == [
+        "dynamodb:PutItem",
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    ]
     assert t.find_resources("AWS::IAM::Role", {"Properties": {"ManagedPolicyArns": Match.any_value()}}) == {}
 
 
@@ -212,12 +234,26 @@ def _standalone(env: str, *, app: App | None = None, network: bool = False, **ov
     settings = load_environment(env, overrides=overrides)
     where = {"account": settings.account, "region": settings.region}
     data = Stack(app, "Data", env=where)
-    vpc = ec2.Vpc(data, "Vpc", subnet_configuration=[
-        ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)]) if network else None
+    vpc = (
+        ec2.Vpc(
+            data,
+            "Vpc",
+            subnet_configuration=[ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)],
+        )
+        if network
+        else None
+    )
     return AgentStack(
-        app, "Agent", settings=settings, key=kms.Key(data, "Key"), reports_bucket=s3.Bucket(data, "Reports"),
-        endpoint_name="e", inference_component="c", vpc=vpc,
-        subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if network else None, env=where,
+        app,
+        "Agent",
+        settings=settings,
+        key=kms.Key(data, "Key"),
+        reports_bucket=s3.Bucket(data, "Reports"),
+        endpoint_name="e",
+        inference_component="c",
+        vpc=vpc,
+        subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if network else None,
+        env=where,
     )
 
 
@@ -243,7 +279,9 @@ def _agent_findings(outdir: Path, extra: iam.PolicyStatement | None = None) -> s
     report = json.loads((outdir / "validation-report.json").read_text())
     return {
         f"{v['ruleName']} {c['constructPath']}"
-        for p in report["pluginReports"] for v in p["violations"] for c in v["violatingConstructs"]
+        for p in report["pluginReports"]
+        for v in p["violations"]
+        for c in v["violatingConstructs"]
         if c["constructPath"].startswith("Agent/")
     }
 
@@ -328,11 +366,14 @@ def test_runtime_is_public_in_dev_and_in_the_private_subnets_with_the_agent_grou
 def test_runtime_endpoint_follows_the_deployed_runtime_version(templates, env):
     t = templates[env]
     (runtime,) = t.find_resources("AWS::BedrockAgentCore::Runtime")
-    t.has_resource_properties("AWS::BedrockAgentCore::RuntimeEndpoint", {
-        "Name": "live",
-        "AgentRuntimeId": {"Fn::GetAtt": [runtime, "AgentRuntimeId"]},
-        "AgentRuntimeVersion": {"Fn::GetAtt": [runtime, "AgentRuntimeVersion"]},
-    })
+    t.has_resource_properties(
+        "AWS::BedrockAgentCore::RuntimeEndpoint",
+        {
+            "Name": "live",
+            "AgentRuntimeId": {"Fn::GetAtt": [runtime, "AgentRuntimeId"]},
+            "AgentRuntimeVersion": {"Fn::GetAtt": [runtime, "AgentRuntimeVersion"]},
+        },
+    )
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -340,12 +381,23 @@ def test_runtime_logs_are_encrypted_and_expire_and_traces_go_to_xray(templates, 
     t = templates[env]
     (runtime,) = t.find_resources("AWS::BedrockAgentCore::Runtime")
     for endpoint in ("DEFAULT", "live"):
-        t.has_resource_properties("AWS::Logs::LogGroup", {
-            "LogGroupName": {"Fn::Join": ["", ["/aws/bedrock-agentcore/runtimes/",
-                                               {"Fn::GetAtt": [runtime, "AgentRuntimeId"]}, f"-{endpoint}"]]},
-            "KmsKeyId": Match.object_like({"Fn::GetStackOutput": Match.any_value()}),
-            "RetentionInDays": stages[env].settings.log_retention_days,
-        })
+        t.has_resource_properties(
+            "AWS::Logs::LogGroup",
+            {
+                "LogGroupName": {
+                    "Fn::Join": [
+                        "",
+                        [
+                            "/aws/bedrock-agentcore/runtimes/",
+                            {"Fn::GetAtt": [runtime, "AgentRuntimeId"]},
+                            f"-{endpoint}",
+                        ],
+                    ]
+                },
+                "KmsKeyId": Match.object_like({"Fn::GetStackOutput": Match.any_value()}),
+                "RetentionInDays": stages[env].settings.log_retention_days,
+            },
+        )
     t.has_resource_properties("AWS::Logs::DeliveryDestination", {"DeliveryDestinationType": "XRAY"})
 
 

@@ -43,7 +43,10 @@ def test_every_bucket_is_versioned_private_and_expires_noncurrent_versions(stage
         props = bucket["Properties"]
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
         }
         assert any("NoncurrentVersionExpiration" in r for r in props["LifecycleConfiguration"]["Rules"])
 
@@ -87,8 +90,18 @@ def test_dev_destroys_and_empties_its_buckets(stages):
 def test_log_groups_may_use_the_key(stages):
     template(stages["prod"].data).has_resource_properties(
         "AWS::KMS::Key",
-        {"KeyPolicy": {"Statement": Match.array_with([Match.object_like({
-            "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
-            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}},
-        })])}},
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
+                                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
     )

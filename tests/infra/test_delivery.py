@@ -14,11 +14,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match
 
 from stacks.app_builder import DELIVERY_STACK_ID, build_app, delivery_enabled
-from stacks.assembly import missing_context
 from stacks.delivery_stack import HEALTH_CHECKS, _output, bootstrap_role_arn
-from stacks.diagram import DiagramError, read_architecture, render
 from stacks.settings import ConfigError, load_delivery, load_environment
 from tests.infra.conftest import ROOT, make_app, template
+from tools.assembly import missing_context
+from tools.diagram import DiagramError, read_architecture, render
 
 PRE_STAGES = ["Source", "Build", "UpdatePipeline", "Assets"]
 
@@ -62,15 +62,23 @@ def test_pipeline_synthesizes_offline_without_lookups(delivery):
 
 def test_compliance_packs_check_the_pipeline_stack(tmp_path):
     """The session app synthesized, so the pipeline has no unacknowledged finding; and the packs do look at it."""
-    app = make_app(str(tmp_path), environments="", delivery="true",
-                   **{"delivery.environments": '["dev"]', "delivery.approval_before": "[]"})
+    app = make_app(
+        str(tmp_path),
+        environments="",
+        delivery="true",
+        **{"delivery.environments": '["dev"]', "delivery.approval_before": "[]"},
+    )
     build_app(app)
     s3.Bucket(app.node.find_child(DELIVERY_STACK_ID), "Unencrypted")
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
     report = json.loads((tmp_path / "validation-report.json").read_text())
-    flagged = {c["constructPath"] for p in report["pluginReports"] for v in p.get("violations", [])
-               for c in v["violatingConstructs"]}
+    flagged = {
+        c["constructPath"]
+        for p in report["pluginReports"]
+        for v in p.get("violations", [])
+        for c in v["violatingConstructs"]
+    }
     assert flagged and all(path.startswith("Delivery/Unencrypted/") for path in flagged)
 
 
@@ -81,7 +89,10 @@ def test_stages_promote_dev_then_staging_then_prod(pipeline):
 def test_prod_deploys_only_after_an_audit_diff_and_a_manual_approval(pipeline):
     prod = {a["Name"]: a for a in stage_actions(pipeline, "Prod")}
     deploys = [a["RunOrder"] for a in prod.values() if a["ActionTypeId"]["Category"] == "Deploy"]
-    assert (prod["Approve"]["ActionTypeId"]["Category"], prod["Approve"]["ActionTypeId"]["Provider"]) == ("Approval", "Manual")
+    assert (prod["Approve"]["ActionTypeId"]["Category"], prod["Approve"]["ActionTypeId"]["Provider"]) == (
+        "Approval",
+        "Manual",
+    )
     assert prod["AuditDiff"]["RunOrder"] < prod["Approve"]["RunOrder"] < min(deploys)
     for name in ("Dev", "Staging"):
         assert all(a["ActionTypeId"]["Category"] != "Approval" for a in stage_actions(pipeline, name))
@@ -98,12 +109,17 @@ def test_each_stage_deploys_to_its_configured_account_and_region_through_the_boo
     assert all(a.get("Region", delivery.region) == env.region for a in deploys)
     # The same CloudFormation stacks a direct `make deploy ENV=<name>` manages.
     assert {a["Configuration"]["StackName"] for a in deploys} == {
-        f"{env.stage_id}-{s.node.id}" for s in stage.node.children if isinstance(s, Stack)}
+        f"{env.stage_id}-{s.node.id}" for s in stage.node.children if isinstance(s, Stack)
+    }
 
 
 def test_an_environment_in_another_region_is_deployed_there_through_a_keyed_replication_bucket(tmp_path):
-    app = make_app(str(tmp_path), environments="", delivery="true",
-                   **{"delivery.environments": '["prod"]', "prod.region": "eu-west-1"})
+    app = make_app(
+        str(tmp_path),
+        environments="",
+        delivery="true",
+        **{"delivery.environments": '["prod"]', "prod.region": "eu-west-1"},
+    )
     build_app(app)
     app.synth()  # compliance packs included: the support stack's bucket passes too
     stack = app.node.find_child(DELIVERY_STACK_ID)
@@ -116,31 +132,43 @@ def test_an_environment_in_another_region_is_deployed_there_through_a_keyed_repl
 
 def test_artifact_key_lets_every_target_deploy_role_decrypt(delivery):
     roles = [deploy_role(load_environment(n)) for n in ("dev", "staging", "prod")]
-    template(delivery).has_resource_properties("AWS::KMS::Key", {
-        "EnableKeyRotation": True,
-        "KeyPolicy": {"Statement": Match.array_with([Match.object_like({
-            "Action": Match.array_with(["kms:Decrypt"]),
-            "Principal": {"AWS": Match.array_with(roles)},
-        })])},
-    })
+    template(delivery).has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "EnableKeyRotation": True,
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Action": Match.array_with(["kms:Decrypt"]),
+                                "Principal": {"AWS": Match.array_with(roles)},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
 
 
 def test_synth_step_runs_the_tests_before_synthesizing_into_cdk_out(delivery):
     projects = template(delivery).find_resources("AWS::CodeBuild::Project")
     synth_spec = next(json.loads(p["Properties"]["Source"]["BuildSpec"]) for k, p in projects.items() if "Synth" in k)
-    assert synth_spec["phases"]["build"]["commands"] == ["make test", "make synth"]
+    assert synth_spec["phases"]["build"]["commands"] == ["make check", "make test", "make synth"]
     assert synth_spec["phases"]["install"]["runtime-versions"] == {"python": "3.11", "nodejs": "20"}
     assert synth_spec["artifacts"]["base-directory"] == "cdk.out"
 
 
 def test_every_build_logs_to_the_encrypted_retained_log_group(delivery):
     t = template(delivery)
-    (group_id, group), = t.find_resources("AWS::Logs::LogGroup").items()
+    ((group_id, group),) = t.find_resources("AWS::Logs::LogGroup").items()
     assert group["Properties"]["RetentionInDays"] == load_delivery().log_retention_days
     assert "KmsKeyId" in group["Properties"]
     projects = t.find_resources("AWS::CodeBuild::Project").values()
     assert {json.dumps(p["Properties"]["LogsConfig"]["CloudWatchLogs"]["GroupName"]) for p in projects} == {
-        json.dumps({"Ref": group_id})}
+        json.dumps({"Ref": group_id})
+    }
 
 
 @pytest.mark.parametrize("name", ["dev", "staging", "prod"])
@@ -156,48 +184,76 @@ def test_health_check_reads_the_stage_outputs_through_the_read_only_lookup_role(
     for c in HEALTH_CHECKS:  # endpoint and agent runtime checks wherever those stacks expose their outputs
         assert (c.variable in variables) == (_output(delivery.stages[name], c) is not None)
     t = template(delivery)
-    project = next(k for k in t.find_resources("AWS::CodeBuild::Project") if k.startswith(f"Pipeline{env.stage_id}HealthCheck"))
+    project = next(
+        k for k in t.find_resources("AWS::CodeBuild::Project") if k.startswith(f"Pipeline{env.stage_id}HealthCheck")
+    )
     spec = json.loads(t.find_resources("AWS::CodeBuild::Project")[project]["Properties"]["Source"]["BuildSpec"])
     lookup = bootstrap_role_arn("lookup", env)
     assert f"aws configure set profile.target.role_arn {lookup}" in spec["phases"]["build"]["commands"]
-    t.has_resource_properties("AWS::IAM::Policy", {
-        "Roles": [{"Ref": Match.string_like_regexp(f"^Pipeline{env.stage_id}HealthCheckRole")}],
-        "PolicyDocument": {"Statement": Match.array_with([{"Action": "sts:AssumeRole", "Effect": "Allow", "Resource": lookup}])},
-    })
+    t.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "Roles": [{"Ref": Match.string_like_regexp(f"^Pipeline{env.stage_id}HealthCheckRole")}],
+            "PolicyDocument": {
+                "Statement": Match.array_with([{"Action": "sts:AssumeRole", "Effect": "Allow", "Resource": lookup}])
+            },
+        },
+    )
 
 
 def test_health_checks_cover_endpoint_and_agent_when_their_stacks_expose_outputs():
     app = App()
     data, inference, agent = (Stack(app, n) for n in ("Data", "Inference", "Agent"))
-    for stack, id in ((data, "KeyArn"), (data, "DatasetsBucketName"), (inference, "EndpointName"), (agent, "RuntimeArn")):
+    for stack, id in (
+        (data, "KeyArn"),
+        (data, "DatasetsBucketName"),
+        (inference, "EndpointName"),
+        (agent, "RuntimeArn"),
+    ):
         CfnOutput(stack, id, value="x")
     full = SimpleNamespace(data=data, inference=inference, agent=agent)
     assert [c.variable for c in HEALTH_CHECKS if _output(full, c)] == [
-        "KEY_ARN", "DATASETS_BUCKET", "ENDPOINT_NAME", "AGENT_RUNTIME_ARN"]
+        "KEY_ARN",
+        "DATASETS_BUCKET",
+        "ENDPOINT_NAME",
+        "AGENT_RUNTIME_ARN",
+    ]
     data_only = SimpleNamespace(data=data, inference=None)  # e.g. a stage whose inference stack is not in yet
     assert [c.variable for c in HEALTH_CHECKS if _output(data_only, c)] == ["KEY_ARN", "DATASETS_BUCKET"]
 
 
 def test_audit_diff_selects_exactly_the_prod_stacks_of_the_assembly(delivery):
     t = template(delivery)
-    spec = next(json.loads(p["Properties"]["Source"]["BuildSpec"])
-                for k, p in t.find_resources("AWS::CodeBuild::Project").items() if "AuditDiff" in k)
+    spec = next(
+        json.loads(p["Properties"]["Source"]["BuildSpec"])
+        for k, p in t.find_resources("AWS::CodeBuild::Project").items()
+        if "AuditDiff" in k
+    )
     (command,) = spec["phases"]["build"]["commands"]
     assert "diff --app . --method template" in command  # template method: reads through the lookup role only
     selector = command.rsplit(" ", 1)[1].strip('"')
     env = {**os.environ, "CDK_DISABLE_CLI_TELEMETRY": "true"}
-    listed = subprocess.run([str(ROOT / "node_modules/.bin/cdk"), "ls", "--app", delivery.node.scope.outdir, selector],
-                            capture_output=True, text=True, timeout=120, env=env, check=True).stdout.split("\n")
+    listed = subprocess.run(
+        [str(ROOT / "node_modules/.bin/cdk"), "ls", "--app", delivery.node.scope.outdir, selector],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
+    ).stdout.split("\n")
     names = sorted(line.split(" ")[0] for line in listed if line)
     assert names == sorted(s.node.path for s in delivery.stages["prod"].node.children if isinstance(s, Stack))
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("approval_before", ["qa"], "approval_before: qa not in environments"),
-    ("environments", ["dev", "prod", "dev"], "environments: each environment is promoted once; repeated: dev"),
-    ("environments", [], "environments"),
-    ("log_retention_days", 10, "log_retention_days"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("approval_before", ["qa"], "approval_before: qa not in environments"),
+        ("environments", ["dev", "prod", "dev"], "environments: each environment is promoted once; repeated: dev"),
+        ("environments", [], "environments"),
+        ("log_retention_days", 10, "log_retention_days"),
+    ],
+)
 def test_bad_delivery_settings_name_the_field(field, value, message):
     with pytest.raises(ConfigError, match=message):
         load_delivery({field: value})
@@ -209,9 +265,16 @@ def test_unknown_environment_in_the_pipeline_is_named():
         build_app(app)
 
 
-@pytest.mark.parametrize("value, environments_given, expected", [
-    (None, False, True), (None, True, False), ("false", False, False), (False, False, False), ("true", True, True),
-])
+@pytest.mark.parametrize(
+    "value, environments_given, expected",
+    [
+        (None, False, True),
+        (None, True, False),
+        ("false", False, False),
+        (False, False, False),
+        ("true", True, True),
+    ],
+)
 def test_delivery_switch(value, environments_given, expected):
     assert delivery_enabled(value, environments_given=environments_given) is expected
 

@@ -13,11 +13,20 @@ from stacks.app_builder import build_app
 from tests.infra.conftest import make_app, template
 
 ENVS = ["dev", "staging", "prod"]
-LLAMA = {"name": "llama32-3b", "model_id": "meta-llama/Llama-3.2-3B-Instruct", "artifact_prefix": "models/llama-3.2-3b-instruct/"}
+LLAMA = {
+    "name": "llama32-3b",
+    "model_id": "meta-llama/Llama-3.2-3B-Instruct",
+    "artifact_prefix": "models/llama-3.2-3b-instruct/",
+}
 QWEN = {
-    "name": "qwen25-7b", "model_id": "Qwen/Qwen2.5-7B-Instruct", "artifact_prefix": "models/qwen2.5-7b/",
-    "draft_model_prefix": "models/qwen2.5-7b/eagle3/", "tool_call_parser": "qwen25", "lora": False,
-    "min_copies": 1, "max_copies": 3,
+    "name": "qwen25-7b",
+    "model_id": "Qwen/Qwen2.5-7B-Instruct",
+    "artifact_prefix": "models/qwen2.5-7b/",
+    "draft_model_prefix": "models/qwen2.5-7b/eagle3/",
+    "tool_call_parser": "qwen25",
+    "lora": False,
+    "min_copies": 1,
+    "max_copies": 3,
 }
 ADAPTER = {"name": "triage-lora", "base": "llama32-3b", "artifact_key": "adapters/triage/model.tar.gz"}
 
@@ -66,9 +75,13 @@ def test_endpoint_config_is_for_inference_components(stages, env):
     assert props["ExecutionRoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
     [variant] = props["ProductionVariants"]
     assert "ModelName" not in variant
-    assert variant["InstanceType"] == inf.instance_type and variant["InitialInstanceCount"] == inf.initial_instance_count
+    assert (
+        variant["InstanceType"] == inf.instance_type and variant["InitialInstanceCount"] == inf.initial_instance_count
+    )
     assert variant["ManagedInstanceScaling"] == {
-        "Status": "ENABLED", "MinInstanceCount": inf.min_instance_count, "MaxInstanceCount": inf.max_instance_count,
+        "Status": "ENABLED",
+        "MinInstanceCount": inf.min_instance_count,
+        "MaxInstanceCount": inf.max_instance_count,
     }
     assert variant["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
     assert props["EnableNetworkIsolation"] is True
@@ -95,15 +108,20 @@ def test_base_component_serves_sglang_with_weights_from_the_artifact_prefix(stag
     assert container["Environment"]["SM_SGLANG_TOOL_CALL_PARSER"] == "llama3"
     assert "Fn::Sub" in container["Image"] and "container-assets" in container["Image"]["Fn::Sub"]
     assert model["Properties"]["EnableNetworkIsolation"] is True
-    t.has_resource_properties("AWS::SageMaker::InferenceComponent", {
-        "InferenceComponentName": "llama32-3b",
-        "VariantName": "AllTraffic",
-        "RuntimeConfig": {"CopyCount": 1},  # never created with zero copies
-        "Specification": Match.object_like({
-            "ModelName": {"Fn::GetAtt": [model_id, "ModelName"]},
-            "ComputeResourceRequirements": Match.object_like({"NumberOfAcceleratorDevicesRequired": 1}),
-        }),
-    })
+    t.has_resource_properties(
+        "AWS::SageMaker::InferenceComponent",
+        {
+            "InferenceComponentName": "llama32-3b",
+            "VariantName": "AllTraffic",
+            "RuntimeConfig": {"CopyCount": 1},  # never created with zero copies
+            "Specification": Match.object_like(
+                {
+                    "ModelName": {"Fn::GetAtt": [model_id, "ModelName"]},
+                    "ComputeResourceRequirements": Match.object_like({"NumberOfAcceleratorDevicesRequired": 1}),
+                }
+            ),
+        },
+    )
     assert stack.base_component_names == {"llama32-3b": "llama32-3b"}
 
 
@@ -122,11 +140,16 @@ def test_a_second_base_model_shares_the_endpoint(custom):
     stage, _ = custom
     t = template(stage.inference)
     endpoint_id, _ = only(t, "AWS::SageMaker::Endpoint")
-    components = {c["Properties"]["InferenceComponentName"]: c for c in resources(t, "AWS::SageMaker::InferenceComponent").values()}
+    components = {
+        c["Properties"]["InferenceComponentName"]: c
+        for c in resources(t, "AWS::SageMaker::InferenceComponent").values()
+    }
     assert set(components) == {"llama32-3b", "qwen25-7b", "triage-lora"}
     for name in ("llama32-3b", "qwen25-7b"):
         assert components[name]["Properties"]["EndpointName"] == {"Fn::GetAtt": [endpoint_id, "EndpointName"]}
-    environments = [m["Properties"]["PrimaryContainer"]["Environment"] for m in resources(t, "AWS::SageMaker::Model").values()]
+    environments = [
+        m["Properties"]["PrimaryContainer"]["Environment"] for m in resources(t, "AWS::SageMaker::Model").values()
+    ]
     qwen = next(e for e in environments if e["SM_SGLANG_SERVED_MODEL_NAME"] == "qwen25-7b")
     assert qwen["SM_SGLANG_ENABLE_LORA"] == "false" and qwen["SM_SGLANG_TOOL_CALL_PARSER"] == "qwen25"
     assert qwen["SM_SGLANG_SPECULATIVE_ALGORITHM"] == "EAGLE3"
@@ -137,7 +160,10 @@ def test_a_second_base_model_shares_the_endpoint(custom):
 def test_adapter_component_runs_on_its_base_after_it(custom):
     stage, _ = custom
     t = template(stage.inference)
-    ids = {c["Properties"]["InferenceComponentName"]: i for i, c in resources(t, "AWS::SageMaker::InferenceComponent").items()}
+    ids = {
+        c["Properties"]["InferenceComponentName"]: i
+        for i, c in resources(t, "AWS::SageMaker::InferenceComponent").items()
+    }
     adapter = resources(t, "AWS::SageMaker::InferenceComponent")[ids["triage-lora"]]
     spec = adapter["Properties"]["Specification"]
     assert spec["BaseInferenceComponentName"] == "llama32-3b"
@@ -153,7 +179,9 @@ def test_each_base_component_is_a_scalable_target_after_it_exists(stages, env):
     component_id = next(iter(resources(t, "AWS::SageMaker::InferenceComponent")))
     _, target = only(t, "AWS::ApplicationAutoScaling::ScalableTarget")
     props = target["Properties"]
-    assert {k: props[k] for k in ("ServiceNamespace", "ResourceId", "ScalableDimension", "MinCapacity", "MaxCapacity")} == {
+    assert {
+        k: props[k] for k in ("ServiceNamespace", "ResourceId", "ScalableDimension", "MinCapacity", "MaxCapacity")
+    } == {
         "ServiceNamespace": "sagemaker",
         "ResourceId": "inference-component/llama32-3b",
         "ScalableDimension": "sagemaker:inference-component:DesiredCopyCount",
@@ -162,40 +190,61 @@ def test_each_base_component_is_a_scalable_target_after_it_exists(stages, env):
     }
     assert "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint" in target["Properties"]["RoleARN"]
     assert component_id in target["DependsOn"]
-    t.has_resource_properties("AWS::ApplicationAutoScaling::ScalingPolicy", {
-        "PolicyType": "TargetTrackingScaling",
-        "TargetTrackingScalingPolicyConfiguration": Match.object_like({
-            "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerInferenceComponentInvocationsPerCopy"},
-            "TargetValue": model.target_invocations_per_copy,
-        }),
-    })
+    t.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "SageMakerInferenceComponentInvocationsPerCopy"
+                    },
+                    "TargetValue": model.target_invocations_per_copy,
+                }
+            ),
+        },
+    )
 
 
 def test_scale_from_zero_steps_up_on_no_capacity_failures(stages):
     t = template(stages["dev"].inference)  # dev: min_copies 0
-    policies = {i: p for i, p in resources(t, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
-                if p["Properties"]["PolicyType"] == "StepScaling"}
+    policies = {
+        i: p
+        for i, p in resources(t, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
+        if p["Properties"]["PolicyType"] == "StepScaling"
+    }
     [(step_id, step)] = policies.items()
     assert step["Properties"]["StepScalingPolicyConfiguration"] == {
-        "AdjustmentType": "ChangeInCapacity", "Cooldown": 60, "MetricAggregationType": "Maximum",
+        "AdjustmentType": "ChangeInCapacity",
+        "Cooldown": 60,
+        "MetricAggregationType": "Maximum",
         "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
     }
-    t.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "Namespace": "AWS/SageMaker",
-        "MetricName": "NoCapacityInvocationFailures",
-        "Dimensions": [{"Name": "InferenceComponentName", "Value": "llama32-3b"}],
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "Threshold": 1,
-        "AlarmActions": [{"Ref": step_id}],
-    })
+    t.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "NoCapacityInvocationFailures",
+            "Dimensions": [{"Name": "InferenceComponentName", "Value": "llama32-3b"}],
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "Threshold": 1,
+            "AlarmActions": [{"Ref": step_id}],
+        },
+    )
 
 
 def test_components_that_keep_a_copy_have_no_scale_from_zero(stages, custom):
     prod = template(stages["prod"].inference)  # prod: min_copies 1
-    kinds = [p["Properties"]["PolicyType"] for p in resources(prod, "AWS::ApplicationAutoScaling::ScalingPolicy").values()]
+    kinds = [
+        p["Properties"]["PolicyType"] for p in resources(prod, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    ]
     assert kinds == ["TargetTrackingScaling"]
     alarms = resources(template(custom[0].inference), "AWS::CloudWatch::Alarm").values()
-    no_capacity = [a["Properties"]["Dimensions"][0]["Value"] for a in alarms if a["Properties"]["MetricName"] == "NoCapacityInvocationFailures"]
+    no_capacity = [
+        a["Properties"]["Dimensions"][0]["Value"]
+        for a in alarms
+        if a["Properties"]["MetricName"] == "NoCapacityInvocationFailures"
+    ]
     assert no_capacity == ["llama32-3b"]  # qwen25-7b keeps min_copies 1
 
 
@@ -218,23 +267,37 @@ def test_dev_endpoint_has_no_vpc(stages):
 
 
 def _statements(t) -> list[dict]:
-    return [s for p in resources(t, "AWS::IAM::Policy").values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    return [
+        s for p in resources(t, "AWS::IAM::Policy").values() for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_execution_role_has_no_wildcard_actions_and_scoped_resources(stages, env):
     t = template(stages[env].inference)
     _, role = only(t, "AWS::IAM::Role")
-    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
-    unscoped_ok = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
-                   "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"}
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "sagemaker.amazonaws.com"
+    }
+    unscoped_ok = {
+        "ecr:GetAuthorizationToken",
+        "cloudwatch:PutMetricData",
+        "ec2:DescribeDhcpOptions",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcs",
+    }
     for s in _statements(t):
         actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
         assert all("*" not in a for a in actions), actions
         if s["Resource"] == "*":
             assert set(actions) <= unscoped_ok, actions
             if "cloudwatch:PutMetricData" in actions:
-                assert s["Condition"]["StringEquals"]["cloudwatch:namespace"] == ["/aws/sagemaker/Endpoints", "/aws/sagemaker/InferenceComponents"]
+                assert s["Condition"]["StringEquals"]["cloudwatch:namespace"] == [
+                    "/aws/sagemaker/Endpoints",
+                    "/aws/sagemaker/InferenceComponents",
+                ]
     reads = next(s for s in _statements(t) if s["Action"] == "s3:GetObject")["Resource"]
     assert [r["Fn::Join"][1][-1] for r in reads] == ["/models/llama-3.2-3b-instruct/*", "/pipeline/*.tar.gz"]
     listing = next(s for s in _statements(t) if s["Action"] == "s3:ListBucket")
@@ -250,7 +313,9 @@ def test_log_groups_are_encrypted_and_expire(stages, env):
     t = template(stages[env].inference)
     days = stages[env].settings.log_retention_days
     for name in ("/aws/sagemaker/Endpoints/clinical-llm", "/aws/sagemaker/InferenceComponents/llama32-3b"):
-        t.has_resource_properties("AWS::Logs::LogGroup", {"LogGroupName": name, "RetentionInDays": days, "KmsKeyId": Match.any_value()})
+        t.has_resource_properties(
+            "AWS::Logs::LogGroup", {"LogGroupName": name, "RetentionInDays": days, "KmsKeyId": Match.any_value()}
+        )
 
 
 def test_alarms_notify_an_encrypted_topic_and_a_dashboard_shows_them(stages):
@@ -259,7 +324,11 @@ def test_alarms_notify_an_encrypted_topic_and_a_dashboard_shows_them(stages):
     assert "KmsMasterKeyId" in topic["Properties"]
     alarms = [a["Properties"] for a in resources(t, "AWS::CloudWatch::Alarm").values()]
     for component in ("llama32-3b", "clinical-lora"):  # the base and the approved adapter
-        mine = {a["MetricName"]: a for a in alarms if a["Dimensions"] == [{"Name": "InferenceComponentName", "Value": component}]}
+        mine = {
+            a["MetricName"]: a
+            for a in alarms
+            if a["Dimensions"] == [{"Name": "InferenceComponentName", "Value": component}]
+        }
         assert {"ModelLatency", "Invocation4XXErrors", "Invocation5XXErrors"} <= set(mine)
         assert mine["ModelLatency"]["Threshold"] == 20_000_000 and mine["ModelLatency"]["ExtendedStatistic"] == "p90"
         for metric in ("ModelLatency", "Invocation4XXErrors", "Invocation5XXErrors"):
@@ -277,20 +346,33 @@ def test_outputs_name_the_endpoint_and_components(stages):
 def test_grants_for_other_stacks_name_this_endpoint_and_its_components(custom):
     stage, probe = custom
     arn = "arn:aws:sagemaker:us-east-1:111111111111:"
-    policies = {p["Properties"]["Roles"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
-                for p in resources(template(probe), "AWS::IAM::Policy").values()}
+    policies = {
+        p["Properties"]["Roles"][0]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+        for p in resources(template(probe), "AWS::IAM::Policy").values()
+    }
     invoke = next(v for k, v in policies.items() if k.startswith("Invoker"))
-    assert invoke == [{
-        "Action": ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
-        "Effect": "Allow",
-        "Resource": [f"{arn}endpoint/clinical-llm"]
-        + [f"{arn}inference-component/{n}" for n in sorted(("llama32-3b", "qwen25-7b", "triage-lora", "clinical-lora"))],
-    }]
+    assert invoke == [
+        {
+            "Action": ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
+            "Effect": "Allow",
+            "Resource": [f"{arn}endpoint/clinical-llm"]
+            + [
+                f"{arn}inference-component/{n}"
+                for n in sorted(("llama32-3b", "qwen25-7b", "triage-lora", "clinical-lora"))
+            ],
+        }
+    ]
     manage = next(v for k, v in policies.items() if k.startswith("Manager"))
-    assert manage == [{
-        "Action": ["sagemaker:AddTags", "sagemaker:CreateInferenceComponent", "sagemaker:DescribeInferenceComponent",
-                   "sagemaker:UpdateInferenceComponent"],
-        "Effect": "Allow",
-        "Resource": [f"{arn}endpoint/clinical-llm", f"{arn}inference-component/clinical-lora"],
-    }]
+    assert manage == [
+        {
+            "Action": [
+                "sagemaker:AddTags",
+                "sagemaker:CreateInferenceComponent",
+                "sagemaker:DescribeInferenceComponent",
+                "sagemaker:UpdateInferenceComponent",
+            ],
+            "Effect": "Allow",
+            "Resource": [f"{arn}endpoint/clinical-llm", f"{arn}inference-component/clinical-lora"],
+        }
+    ]
     assert stage.inference.endpoint_arn == f"{arn}endpoint/clinical-llm"

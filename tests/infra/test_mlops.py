@@ -56,28 +56,43 @@ def principals(statement: dict) -> list[str]:
 def test_mlflow_is_the_serverless_app_under_its_own_prefix_by_default(stages):
     t = template(stages["dev"].mlops)
     t.resource_count_is("AWS::SageMaker::MlflowTrackingServer", 0)
-    t.has_resource_properties("AWS::SageMaker::MlflowApp", {
-        "Name": "clinical-agent",
-        "ArtifactStoreUri": {"Fn::Join": ["", ["s3://", Match.any_value(), "/mlflow"]]},
-        "ModelRegistrationMode": "AutoModelRegistrationDisabled",
-    })
+    t.has_resource_properties(
+        "AWS::SageMaker::MlflowApp",
+        {
+            "Name": "clinical-agent",
+            "ArtifactStoreUri": {"Fn::Join": ["", ["s3://", Match.any_value(), "/mlflow"]]},
+            "ModelRegistrationMode": "AutoModelRegistrationDisabled",
+        },
+    )
     # The MLflow role may touch only objects under that prefix.
-    mlflow_objects = [s for s in statements(stages["dev"], logical_prefix="MlflowRole")
-                      if "s3:PutObject" in as_list(s["Action"])]
+    mlflow_objects = [
+        s for s in statements(stages["dev"], logical_prefix="MlflowRole") if "s3:PutObject" in as_list(s["Action"])
+    ]
     assert [json.dumps(s["Resource"]).endswith('/mlflow/*"]]}') for s in mlflow_objects] == [True]
 
 
 @pytest.fixture(scope="module")
 def tracking_server_stage(tmp_path_factory):
-    return synth(str(tmp_path_factory.mktemp("cdk.out")), environments="dev",
-                 **{"dev.mlflow.kind": "tracking_server", "dev.mlflow.tracking_server_size": "Medium"})["dev"]
+    return synth(
+        str(tmp_path_factory.mktemp("cdk.out")),
+        environments="dev",
+        **{"dev.mlflow.kind": "tracking_server", "dev.mlflow.tracking_server_size": "Medium"},
+    )["dev"]
 
 
 def test_tracking_server_setting_replaces_the_app_and_feeds_the_pipeline(tracking_server_stage):
     t = template(tracking_server_stage.mlops)
     t.resource_count_is("AWS::SageMaker::MlflowApp", 0)
-    server = t.find_resources("AWS::SageMaker::MlflowTrackingServer", {"Properties": {
-        "TrackingServerName": "clinical-agent", "TrackingServerSize": "Medium", "AutomaticModelRegistration": False}})
+    server = t.find_resources(
+        "AWS::SageMaker::MlflowTrackingServer",
+        {
+            "Properties": {
+                "TrackingServerName": "clinical-agent",
+                "TrackingServerSize": "Medium",
+                "AutomaticModelRegistration": False,
+            }
+        },
+    )
     assert len(server) == 1
     definition = only(tracking_server_stage, "AWS::SageMaker::Pipeline")["PipelineDefinition"]
     variables = definition["PipelineDefinitionBody"]["Fn::Sub"][1]
@@ -98,17 +113,26 @@ def test_model_package_group_policy_grants_exactly_the_reader_accounts(stages):
     policy = group["ModelPackageGroupPolicy"]["Statement"]
     assert [principals(s) for s in policy] == [READERS, READERS]
     actions = sorted(a for s in policy for a in as_list(s["Action"]))
-    assert actions == ["sagemaker:CreateModel", "sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup",
-                       "sagemaker:ListModelPackages"]
+    assert actions == [
+        "sagemaker:CreateModel",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:DescribeModelPackageGroup",
+        "sagemaker:ListModelPackages",
+    ]
     assert {s["Resource"].split(":", 5)[5] for s in policy} == {
-        "model-package-group/clinical-diagnosis-llama", "model-package/clinical-diagnosis-llama/*"}
+        "model-package-group/clinical-diagnosis-llama",
+        "model-package/clinical-diagnosis-llama/*",
+    }
 
 
 def test_reader_accounts_may_read_only_adapter_archives_and_decrypt_only_through_s3(stages):
     data = template(stages["dev"].data)
-    bucket_grants = [s for r in data.find_resources("AWS::S3::BucketPolicy").values()
-                     for s in r["Properties"]["PolicyDocument"]["Statement"]
-                     if s.get("Sid") == "RegistryReadersGetAdapters"]
+    bucket_grants = [
+        s
+        for r in data.find_resources("AWS::S3::BucketPolicy").values()
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "RegistryReadersGetAdapters"
+    ]
     assert len(bucket_grants) == 1 and principals(bucket_grants[0]) == READERS
     assert bucket_grants[0]["Action"] == "s3:GetObject"
     assert bucket_grants[0]["Resource"]["Fn::Join"][1][-1] == "/pipeline/clinical-diagnosis-finetune/*/FineTune/*"
@@ -163,7 +187,9 @@ def test_pipeline_definition_is_one_fn_sub_of_this_environments_resources(stages
     assert variables["ExecutionRoleArn"]["Fn::GetAtt"][1] == "Arn"
     assert variables["SourceKey"].endswith(".gz")  # the training code asset
     assert definition["MlflowConfig"] == {
-        "MlflowResourceArn": "<MlflowArn>", "MlflowExperimentName": "clinical-diagnosis"}
+        "MlflowResourceArn": "<MlflowArn>",
+        "MlflowExperimentName": "clinical-diagnosis",
+    }
     steps = {s["Name"]: s for s in definition["Steps"]}
     preprocess = steps["Preprocess"]["Arguments"]
     assert preprocess["RoleArn"] == "<ExecutionRoleArn>"
@@ -183,27 +209,38 @@ def test_pipeline_jobs_run_in_private_subnets_with_encrypted_inter_container_tra
     subnets = [k for k in variables if k.startswith("Subnet")]
     assert len(subnets) == 2
     assert train["VpcConfig"] == {
-        "Subnets": [f"<{s}>" for s in sorted(subnets)], "SecurityGroupIds": ["<SecurityGroup0>"]}
+        "Subnets": [f"<{s}>" for s in sorted(subnets)],
+        "SecurityGroupIds": ["<SecurityGroup0>"],
+    }
     assert train["EnableInterContainerTrafficEncryption"] is True
 
 
 def test_pipeline_role_passes_only_itself_and_only_to_sagemaker(stages):
-    passes = [s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
-              if s["Action"] == "iam:PassRole"]
+    passes = [
+        s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole") if s["Action"] == "iam:PassRole"
+    ]
     assert len(passes) == 1
     assert passes[0]["Resource"]["Fn::GetAtt"][0].startswith("PipelineExecutionRole")
     assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
 def test_pipeline_role_writes_only_under_its_output_and_checkpoint_prefixes(stages):
-    writes = [s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
-              if "s3:PutObject" in as_list(s["Action"])]
+    writes = [
+        s
+        for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
+        if "s3:PutObject" in as_list(s["Action"])
+    ]
     suffixes = sorted(r["Fn::Join"][1][-1] for s in writes for r in as_list(s["Resource"]))
     assert suffixes == ["/checkpoints/clinical-diagnosis-finetune/*", "/pipeline/clinical-diagnosis-finetune/*"]
-    registry = [s for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
-                if "sagemaker:CreateModelPackage" in as_list(s["Action"])]
+    registry = [
+        s
+        for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
+        if "sagemaker:CreateModelPackage" in as_list(s["Action"])
+    ]
     assert {r.split(":", 5)[5] for s in registry for r in as_list(s["Resource"])} == {
-        "model-package-group/clinical-diagnosis-llama", "model-package/clinical-diagnosis-llama/*"}
+        "model-package-group/clinical-diagnosis-llama",
+        "model-package/clinical-diagnosis-llama/*",
+    }
 
 
 def test_substitute_escapes_literal_dollar_braces_and_rejects_lost_placeholders():
@@ -258,8 +295,12 @@ def test_deploy_function_is_configured_for_its_handler(stages):
     fn = only(stages["dev"], "AWS::Lambda::Function")
     env = fn["Environment"]["Variables"]
     assert {k: v for k, v in env.items() if k != "IDEMPOTENCY_TABLE"} == {
-        "ENDPOINT_NAME": "clinical-llm", "BASE_COMPONENT_NAME": "llama32-3b", "ADAPTER_COMPONENT_NAME": "clinical-lora",
-        "MODEL_PACKAGE_GROUP_NAME": "clinical-diagnosis-llama", "POWERTOOLS_SERVICE_NAME": "deploy-adapter"}
+        "ENDPOINT_NAME": "clinical-llm",
+        "BASE_COMPONENT_NAME": "llama32-3b",
+        "ADAPTER_COMPONENT_NAME": "clinical-lora",
+        "MODEL_PACKAGE_GROUP_NAME": "clinical-diagnosis-llama",
+        "POWERTOOLS_SERVICE_NAME": "deploy-adapter",
+    }
     assert env["IDEMPOTENCY_TABLE"]["Ref"].startswith("ApprovalToDeploymentIdempotency")
     assert fn["ReservedConcurrentExecutions"] == 1 and fn["TracingConfig"] == {"Mode": "Active"}
     assert fn["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0].startswith("ApprovalToDeploymentDeadLetters")
@@ -279,31 +320,61 @@ def test_deploy_function_bundle_holds_the_handler_and_its_dependencies_for_lambd
 
 def test_idempotency_table_and_dead_letters_are_encrypted_and_recoverable(stages):
     t = template(stages["dev"].mlops)
-    t.has_resource_properties("AWS::DynamoDB::GlobalTable", {
-        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-        "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
-        "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-                                        "SSESpecification": {"KMSMasterKeyId": Match.any_value()}})],
-    })
+    t.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+            "Replicas": [
+                Match.object_like(
+                    {
+                        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                        "SSESpecification": {"KMSMasterKeyId": Match.any_value()},
+                    }
+                )
+            ],
+        },
+    )
     t.has_resource_properties("AWS::SQS::Queue", {"KmsMasterKeyId": Match.any_value()})
-    t.has_resource_properties("AWS::SQS::QueuePolicy", {"PolicyDocument": {"Statement": Match.array_with([
-        Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+    t.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
     t.resource_count_is("AWS::CloudWatch::Alarm", 2)
 
 
 def test_deploy_function_may_touch_only_this_endpoints_adapter_component_and_this_groups_packages(stages):
-    sagemaker = [s for s in statements(stages["dev"], logical_prefix="ApprovalToDeploymentRole")
-                 if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))]
+    sagemaker = [
+        s
+        for s in statements(stages["dev"], logical_prefix="ApprovalToDeploymentRole")
+        if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))
+    ]
     granted = {(a, r.split(":", 5)[5]) for s in sagemaker for a in as_list(s["Action"]) for r in as_list(s["Resource"])}
-    assert {r for _, r in granted} <= {"endpoint/clinical-llm", "inference-component/clinical-lora",
-                                       "model-package/clinical-diagnosis-llama/*"}
+    assert {r for _, r in granted} <= {
+        "endpoint/clinical-llm",
+        "inference-component/clinical-lora",
+        "model-package/clinical-diagnosis-llama/*",
+    }
     assert {a for a, r in granted if r.startswith("model-package")} == {"sagemaker:DescribeModelPackage"}
     assert ("sagemaker:UpdateInferenceComponent", "inference-component/clinical-lora") in granted
     assert not any(s.get("Resource") == "*" for s in sagemaker)
-    dynamodb = [s for s in statements(stages["dev"], logical_prefix="ApprovalToDeploymentRole")
-                if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    dynamodb = [
+        s
+        for s in statements(stages["dev"], logical_prefix="ApprovalToDeploymentRole")
+        if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
+    ]
     assert sorted(a for s in dynamodb for a in as_list(s["Action"])) == [
-        "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ]
 
 
 # --- compliance helper ----------------------------------------------------------------------

@@ -28,7 +28,9 @@ def test_vpc_endpoints_for_the_workloads(stages, env):
     names = []
     for ep in t.find_resources("AWS::EC2::VPCEndpoint").values():
         service = ep["Properties"]["ServiceName"]
-        names.append(service if isinstance(service, str) else "".join(p for p in service["Fn::Join"][1] if isinstance(p, str)))
+        names.append(
+            service if isinstance(service, str) else "".join(p for p in service["Fn::Join"][1] if isinstance(p, str))
+        )
     suffixes = sorted(n.split(".", 2)[-1] if n.startswith("com.amazonaws.") else n.rsplit(".", 1)[-1] for n in names)
     for wanted in ("s3", "dynamodb", "sagemaker.api", "sagemaker.runtime", "ecr.api", "ecr.dkr", "logs", "sts", "kms"):
         assert any(s.endswith(wanted) for s in suffixes), (wanted, suffixes)
@@ -48,4 +50,9 @@ def test_workload_security_groups_exist(stages):
     descriptions = {
         r["Properties"]["GroupDescription"] for r in template(net).find_resources("AWS::EC2::SecurityGroup").values()
     }
-    assert {"SageMaker training and processing jobs", "SageMaker inference endpoint", "Lambda functions", "AgentCore runtime"} <= descriptions
+    assert {
+        "SageMaker training and processing jobs",
+        "SageMaker inference endpoint",
+        "Lambda functions",
+        "AgentCore runtime",
+    } <= descriptions

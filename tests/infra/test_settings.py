@@ -11,10 +11,9 @@ import sys
 import pytest
 import yaml
 
+from stacks.app_builder import build_app
 from stacks.settings import CONFIG_DIR, ConfigError, load_environment
 from tests.infra.conftest import CDK_CONTEXT, ROOT, make_app
-
-from stacks.app_builder import build_app
 
 
 @pytest.fixture
@@ -48,7 +47,9 @@ def test_missing_account_names_environment_and_field(config_dir):
 
 @pytest.mark.parametrize("account", ["12345", "1234567890123", "12345678901a"])
 def test_account_must_be_12_digits(account):
-    with pytest.raises(ConfigError, match=rf"environment 'dev':\n  account: '{account}' is not a 12-digit AWS account id"):
+    with pytest.raises(
+        ConfigError, match=rf"environment 'dev':\n  account: '{account}' is not a 12-digit AWS account id"
+    ):
         load_environment("dev", overrides={"account": account})
 
 
@@ -85,7 +86,11 @@ def test_context_overrides_account_and_nested_fields():
 
 def test_cli_prints_config_error_and_exits_nonzero(tmp_path):
     """`cdk synth -c prod.account=42` → the app exits 1 with the message, no traceback."""
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({**CDK_CONTEXT, "prod.account": "42"}), "CDK_OUTDIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps({**CDK_CONTEXT, "prod.account": "42"}),
+        "CDK_OUTDIR": str(tmp_path),
+    }
     proc = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "error: invalid configuration for environment 'prod':" in proc.stderr
@@ -94,5 +99,7 @@ def test_cli_prints_config_error_and_exits_nonzero(tmp_path):
 
 
 def test_training_rank_must_fit_the_serving_base():
-    with pytest.raises(ConfigError, match=r"environment 'dev':\n  training.lora_rank: 128 exceeds max_lora_rank 64 of llama32-3b"):
+    with pytest.raises(
+        ConfigError, match=r"environment 'dev':\n  training.lora_rank: 128 exceeds max_lora_rank 64 of llama32-3b"
+    ):
         load_environment("dev", overrides={"training.lora_rank": 128})

@@ -20,93 +20,172 @@ def refused(env: str, overrides: dict, message: str) -> None:
 
 @pytest.mark.parametrize("name", ["a" * 64, "bad_name", "-lead", "trail-", "with space"])
 def test_component_name_must_be_a_sagemaker_name(name):
-    refused("dev", {"inference.models": [model(name=name)]},
-            rf"inference\.models\.0\.name: '{name}' is not a SageMaker name: at most 63 letters, digits and inner hyphens")
+    refused(
+        "dev",
+        {"inference.models": [model(name=name)]},
+        rf"inference\.models\.0\.name: '{name}' is not a SageMaker name: at most 63 letters, digits and inner hyphens",
+    )
 
 
 def test_endpoint_and_adapter_names_are_checked_too():
-    refused("prod", {"inference.endpoint_name": "clinical_llm"}, r"inference\.endpoint_name: 'clinical_llm' is not a SageMaker name")
-    refused("dev", {"inference.adapters": [{"name": "x" * 64, "base": "llama32-3b", "artifact_key": "a/b.tar.gz"}]},
-            r"inference\.adapters\.0\.name: 'x{64}' is not a SageMaker name")
+    refused(
+        "prod",
+        {"inference.endpoint_name": "clinical_llm"},
+        r"inference\.endpoint_name: 'clinical_llm' is not a SageMaker name",
+    )
+    refused(
+        "dev",
+        {"inference.adapters": [{"name": "x" * 64, "base": "llama32-3b", "artifact_key": "a/b.tar.gz"}]},
+        r"inference\.adapters\.0\.name: 'x{64}' is not a SageMaker name",
+    )
 
 
 def test_environment_may_hold_at_most_16_entries_with_the_derived_ones():
     extra = {f"SM_SGLANG_X{i}": "1" for i in range(12)}  # + 5 derived from the model's fields = 17
-    refused("staging", {"inference.models": [model(environment=extra)]},
-            r"inference\.models\.0: environment: 12 entries plus 5 set from the model's fields make 17; SageMaker allows at most 16")
+    refused(
+        "staging",
+        {"inference.models": [model(environment=extra)]},
+        r"inference\.models\.0: environment: 12 entries plus 5 set from the model's fields make 17; "
+        r"SageMaker allows at most 16",
+    )
 
 
 def test_environment_cannot_override_a_field():
-    refused("dev", {"inference.models": [model(environment={"SM_SGLANG_ENABLE_LORA": "false"})]},
-            r"inference\.models\.0: environment\.SM_SGLANG_ENABLE_LORA: set from the model's fields; change those instead")
+    refused(
+        "dev",
+        {"inference.models": [model(environment={"SM_SGLANG_ENABLE_LORA": "false"})]},
+        r"inference\.models\.0: environment\.SM_SGLANG_ENABLE_LORA: set from the model's fields; change those instead",
+    )
 
 
 def test_environment_names_and_values_are_checked():
-    refused("dev", {"inference.models": [model(environment={"1BAD": "x"})]},
-            r"inference\.models\.0: environment\.1BAD: not a valid environment variable name")
-    refused("dev", {"inference.models": [model(environment={"SM_SGLANG_MEM_FRACTION_STATIC": "9" * 1025})]},
-            r"inference\.models\.0: environment\.SM_SGLANG_MEM_FRACTION_STATIC: longer than 1024 characters")
+    refused(
+        "dev",
+        {"inference.models": [model(environment={"1BAD": "x"})]},
+        r"inference\.models\.0: environment\.1BAD: not a valid environment variable name",
+    )
+    refused(
+        "dev",
+        {"inference.models": [model(environment={"SM_SGLANG_MEM_FRACTION_STATIC": "9" * 1025})]},
+        r"inference\.models\.0: environment\.SM_SGLANG_MEM_FRACTION_STATIC: longer than 1024 characters",
+    )
 
 
 def test_accelerators_must_fit_the_instance_type():
-    refused("dev", {"inference.models": [model(accelerators=4)]},
-            r"inference: models\.llama32-3b\.accelerators: 4 exceeds the 1 of instance type ml\.g5\.2xlarge")
+    refused(
+        "dev",
+        {"inference.models": [model(accelerators=4)]},
+        r"inference: models\.llama32-3b\.accelerators: 4 exceeds the 1 of instance type ml\.g5\.2xlarge",
+    )
 
 
 def test_one_copy_of_every_model_must_fit_the_endpoint():
-    refused("dev", {"inference.models": [model(), model(name="second")]},  # dev: one ml.g5.2xlarge at most
-            r"inference: models: one copy of each needs 2 accelerators; max_instance_count 1 × 1 of ml\.g5\.2xlarge gives 1")
+    refused(
+        "dev",
+        {"inference.models": [model(), model(name="second")]},  # dev: one ml.g5.2xlarge at most
+        r"inference: models: one copy of each needs 2 accelerators; "
+        r"max_instance_count 1 × 1 of ml\.g5\.2xlarge gives 1",
+    )
 
 
 def test_unknown_instance_type_is_refused():
-    refused("prod", {"inference.instance_type": "ml.g9.mega"}, r"inference\.instance_type: unknown instance type 'ml\.g9\.mega'; known: ")
+    refused(
+        "prod",
+        {"inference.instance_type": "ml.g9.mega"},
+        r"inference\.instance_type: unknown instance type 'ml\.g9\.mega'; known: ",
+    )
 
 
 def test_instance_counts_are_consistent():
-    refused("prod", {"inference.min_instance_count": 5}, r"inference: min_instance_count \(5\) exceeds max_instance_count \(4\)")
-    refused("prod", {"inference.initial_instance_count": 5}, r"inference: initial_instance_count \(5\) exceeds max_instance_count \(4\)")
+    refused(
+        "prod",
+        {"inference.min_instance_count": 5},
+        r"inference: min_instance_count \(5\) exceeds max_instance_count \(4\)",
+    )
+    refused(
+        "prod",
+        {"inference.initial_instance_count": 5},
+        r"inference: initial_instance_count \(5\) exceeds max_instance_count \(4\)",
+    )
 
 
 def test_copies_are_consistent():
-    refused("dev", {"inference.models": [model(min_copies=3, max_copies=2)]},
-            r"inference\.models\.0: min_copies \(3\) exceeds max_copies \(2\)")
+    refused(
+        "dev",
+        {"inference.models": [model(min_copies=3, max_copies=2)]},
+        r"inference\.models\.0: min_copies \(3\) exceeds max_copies \(2\)",
+    )
 
 
 def test_component_names_are_unique():
-    refused("staging", {"inference.adapters": [{"name": "llama32-3b", "base": "llama32-3b", "artifact_key": "a/b.tar.gz"}]},
-            r"inference: models/adapters: component names must be unique; repeated: llama32-3b")
-    refused("staging", {"inference.approved_adapter": "llama32-3b"},
-            r"inference: approved_adapter: 'llama32-3b' clashes with a configured component")
+    refused(
+        "staging",
+        {"inference.adapters": [{"name": "llama32-3b", "base": "llama32-3b", "artifact_key": "a/b.tar.gz"}]},
+        r"inference: models/adapters: component names must be unique; repeated: llama32-3b",
+    )
+    refused(
+        "staging",
+        {"inference.approved_adapter": "llama32-3b"},
+        r"inference: approved_adapter: 'llama32-3b' clashes with a configured component",
+    )
 
 
 def test_adapters_need_a_configured_base_with_lora():
-    refused("dev", {"inference.adapters": [{"name": "a1", "base": "nope", "artifact_key": "a/b.tar.gz"}]},
-            r"inference: adapters\.a1\.base: 'nope' is not one of the models \['llama32-3b'\]")
-    refused("dev", {"inference.models": [model(lora=False)], "inference.approved_adapter_base": "llama32-3b"},
-            r"inference: approved_adapter_base: model 'llama32-3b' has lora off")
-    refused("dev", {"inference.approved_adapter_base": "other"},
-            r"inference: approved_adapter_base: 'other' is not one of the models \['llama32-3b'\]")
+    refused(
+        "dev",
+        {"inference.adapters": [{"name": "a1", "base": "nope", "artifact_key": "a/b.tar.gz"}]},
+        r"inference: adapters\.a1\.base: 'nope' is not one of the models \['llama32-3b'\]",
+    )
+    refused(
+        "dev",
+        {"inference.models": [model(lora=False)], "inference.approved_adapter_base": "llama32-3b"},
+        r"inference: approved_adapter_base: model 'llama32-3b' has lora off",
+    )
+    refused(
+        "dev",
+        {"inference.approved_adapter_base": "other"},
+        r"inference: approved_adapter_base: 'other' is not one of the models \['llama32-3b'\]",
+    )
 
 
 def test_adapter_artifact_must_be_one_archive():
-    refused("dev", {"inference.adapters": [{"name": "a1", "base": "llama32-3b", "artifact_key": "adapters/a1/"}]},
-            r"inference\.adapters\.0\.artifact_key: String should match pattern")
+    refused(
+        "dev",
+        {"inference.adapters": [{"name": "a1", "base": "llama32-3b", "artifact_key": "adapters/a1/"}]},
+        r"inference\.adapters\.0\.artifact_key: String should match pattern",
+    )
 
 
 def test_prefixes_are_relative_and_end_with_a_slash():
-    refused("dev", {"inference.models": [model(artifact_prefix="/models/llama")]}, r"inference\.models\.0\.artifact_prefix: String should match pattern")
+    refused(
+        "dev",
+        {"inference.models": [model(artifact_prefix="/models/llama")]},
+        r"inference\.models\.0\.artifact_prefix: String should match pattern",
+    )
 
 
 def test_draft_model_must_lie_inside_the_model_prefix():
-    refused("dev", {"inference.models": [model(draft_model_prefix="drafts/eagle3/")]},
-            r"inference\.models\.0: draft_model_prefix: 'drafts/eagle3/' must lie inside artifact_prefix 'models/llama/'")
+    refused(
+        "dev",
+        {"inference.models": [model(draft_model_prefix="drafts/eagle3/")]},
+        r"inference\.models\.0: draft_model_prefix: 'drafts/eagle3/' must lie inside artifact_prefix 'models/llama/'",
+    )
 
 
 def test_container_environment_maps_fields_to_sglang_settings():
-    s = load_environment("dev", overrides={"inference.models": [
-        model(draft_model_prefix="models/llama/eagle3/", max_lora_rank=32, lora_target_modules=["q_proj", "v_proj"],
-              environment={"SM_SGLANG_SPECULATIVE_NUM_STEPS": "3"}),
-    ]})
+    s = load_environment(
+        "dev",
+        overrides={
+            "inference.models": [
+                model(
+                    draft_model_prefix="models/llama/eagle3/",
+                    max_lora_rank=32,
+                    lora_target_modules=["q_proj", "v_proj"],
+                    environment={"SM_SGLANG_SPECULATIVE_NUM_STEPS": "3"},
+                ),
+            ]
+        },
+    )
     assert s.inference.models[0].container_environment == {
         "SM_SGLANG_SERVED_MODEL_NAME": "llama32-3b",
         "SM_SGLANG_TOOL_CALL_PARSER": "llama3",
@@ -117,7 +196,9 @@ def test_container_environment_maps_fields_to_sglang_settings():
         "SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH": "/opt/ml/model/eagle3",
         "SM_SGLANG_SPECULATIVE_NUM_STEPS": "3",
     }
-    two = load_environment("dev", overrides={"inference.models": [model(), model(name="plain", lora=False)],
-                                            "inference.max_instance_count": 2})
+    two = load_environment(
+        "dev",
+        overrides={"inference.models": [model(), model(name="plain", lora=False)], "inference.max_instance_count": 2},
+    )
     plain = two.inference.models[1].container_environment
     assert plain["SM_SGLANG_ENABLE_LORA"] == "false" and "SM_SGLANG_MAX_LORA_RANK" not in plain

@@ -44,8 +44,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def dynamodb_url():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -54,7 +57,7 @@ def dynamodb_url():
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start on 127.0.0.1:{port}")
+                    raise RuntimeError(f"moto server did not start on 127.0.0.1:{port}") from None
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -88,8 +91,13 @@ def handler_module(dynamodb_url):
 @pytest.fixture
 def table(handler_module, dynamodb_url):
     """The idempotency table, emptied after each test."""
-    t = boto3.resource("dynamodb", region_name=REGION, endpoint_url=dynamodb_url,
-                       aws_access_key_id="testing", aws_secret_access_key="testing").Table(TABLE)
+    t = boto3.resource(
+        "dynamodb",
+        region_name=REGION,
+        endpoint_url=dynamodb_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).Table(TABLE)
     yield t
     for item in t.scan()["Items"]:
         t.delete_item(Key={"id": item["id"]})
@@ -98,8 +106,7 @@ def table(handler_module, dynamodb_url):
 @pytest.fixture
 def stub(handler_module, table, monkeypatch):
     """A SageMaker client whose every call must have been stubbed; params are checked against the service model."""
-    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
     stubber = Stubber(client)
     monkeypatch.setattr(handler_module, "sagemaker", lambda: client)
     with stubber:

@@ -57,13 +57,17 @@ def package(version: int = 3, status: str = "Approved", url: str | None = None, 
         "ModelPackageGroupName": GROUP,
         "ModelPackageVersion": version,
         "ModelPackageArn": package_arn(version),
-        "CreationTime": dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.timezone.utc),
+        "CreationTime": dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC),
         "ModelPackageStatus": "Completed",
         "ModelPackageStatusDetails": {"ValidationStatuses": []},
         "ModelApprovalStatus": status,
         "InferenceSpecification": {
-            "Containers": [{"Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/sglang:v0.5.23",
-                            "ModelDataUrl": url or artifact(version)}],
+            "Containers": [
+                {
+                    "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/sglang:v0.5.23",
+                    "ModelDataUrl": url or artifact(version),
+                }
+            ],
             "SupportedContentTypes": ["application/json"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
@@ -75,7 +79,7 @@ def package(version: int = 3, status: str = "Approved", url: str | None = None, 
 
 def component(url: str, endpoint: str = ENDPOINT) -> dict:
     """A DescribeInferenceComponent response for the adapter component."""
-    now = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     return {
         "InferenceComponentName": COMPONENT,
         "InferenceComponentArn": COMPONENT_ARN,
@@ -90,9 +94,11 @@ def component(url: str, endpoint: str = ENDPOINT) -> dict:
 
 
 def lineage(version: int = 3, execution: str = EXECUTION, run_id: str = RUN_ID) -> list[dict]:
-    return [{"Key": "ModelPackageArn", "Value": package_arn(version)},
-            {"Key": "PipelineExecutionArn", "Value": execution},
-            {"Key": "MlflowRunId", "Value": run_id}]
+    return [
+        {"Key": "ModelPackageArn", "Value": package_arn(version)},
+        {"Key": "PipelineExecutionArn", "Value": execution},
+        {"Key": "MlflowRunId", "Value": run_id},
+    ]
 
 
 def spec(version: int = 3) -> dict:
@@ -105,15 +111,26 @@ def expect_package(stub, **kw) -> None:
 
 
 def expect_no_component(stub) -> None:
-    stub.add_client_error("describe_inference_component", service_error_code="ValidationException",
-                          service_message=f'Could not find inference component "{COMPONENT}".',
-                          http_status_code=400, expected_params={"InferenceComponentName": COMPONENT})
+    stub.add_client_error(
+        "describe_inference_component",
+        service_error_code="ValidationException",
+        service_message=f'Could not find inference component "{COMPONENT}".',
+        http_status_code=400,
+        expected_params={"InferenceComponentName": COMPONENT},
+    )
 
 
 def expect_create(stub, version: int = 3, tags: list[dict] | None = None) -> None:
-    stub.add_response("create_inference_component", {"InferenceComponentArn": COMPONENT_ARN},
-                      {"InferenceComponentName": COMPONENT, "EndpointName": ENDPOINT, "Specification": spec(version),
-                       "Tags": tags or lineage(version)})
+    stub.add_response(
+        "create_inference_component",
+        {"InferenceComponentArn": COMPONENT_ARN},
+        {
+            "InferenceComponentName": COMPONENT,
+            "EndpointName": ENDPOINT,
+            "Specification": spec(version),
+            "Tags": tags or lineage(version),
+        },
+    )
 
 
 def records(logs, action: str) -> list[dict]:
@@ -136,8 +153,11 @@ def test_approved_package_creates_the_adapter_component(handler_module, stub, lo
 def test_component_with_another_artifact_is_updated_and_retagged(handler_module, stub, logs, context):
     expect_package(stub, version=4)
     stub.add_response("describe_inference_component", component(artifact(3)), {"InferenceComponentName": COMPONENT})
-    stub.add_response("update_inference_component", {"InferenceComponentArn": COMPONENT_ARN},
-                      {"InferenceComponentName": COMPONENT, "Specification": spec(4)})
+    stub.add_response(
+        "update_inference_component",
+        {"InferenceComponentArn": COMPONENT_ARN},
+        {"InferenceComponentName": COMPONENT, "Specification": spec(4)},
+    )
     stub.add_response("add_tags", {"Tags": lineage(4)}, {"ResourceArn": COMPONENT_ARN, "Tags": lineage(4)})
 
     assert handler_module.handler(event(version=4), context)["action"] == "updated"
@@ -210,8 +230,12 @@ def test_the_same_approval_twice_changes_once(handler_module, stub, logs, contex
 def test_a_failed_deployment_is_not_recorded_so_the_retry_deploys(handler_module, stub, context, table):
     expect_package(stub)
     expect_no_component(stub)
-    stub.add_client_error("create_inference_component", service_error_code="ThrottlingException",
-                          service_message="Rate exceeded", http_status_code=400)
+    stub.add_client_error(
+        "create_inference_component",
+        service_error_code="ThrottlingException",
+        service_message="Rate exceeded",
+        http_status_code=400,
+    )
     expect_package(stub)
     expect_no_component(stub)
     expect_create(stub)
@@ -283,8 +307,11 @@ def test_missing_lineage_is_tagged_empty_and_logged(handler_module, stub, logs, 
 
 def test_a_component_on_another_endpoint_is_an_error(handler_module, stub, context, table):
     expect_package(stub)
-    stub.add_response("describe_inference_component", component(artifact(2), endpoint="other-endpoint"),
-                      {"InferenceComponentName": COMPONENT})
+    stub.add_response(
+        "describe_inference_component",
+        component(artifact(2), endpoint="other-endpoint"),
+        {"InferenceComponentName": COMPONENT},
+    )
 
     with pytest.raises(handler_module.DeployError, match="belongs to endpoint 'other-endpoint'"):
         handler_module.handler(event(), context)
@@ -294,14 +321,21 @@ def test_a_component_on_another_endpoint_is_an_error(handler_module, stub, conte
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"ENDPOINT_NAME": None, "IDEMPOTENCY_TABLE": None},
-         "missing environment variable(s): ENDPOINT_NAME, IDEMPOTENCY_TABLE"),
+        (
+            {"ENDPOINT_NAME": None, "IDEMPOTENCY_TABLE": None},
+            "missing environment variable(s): ENDPOINT_NAME, IDEMPOTENCY_TABLE",
+        ),
         ({"IDEMPOTENCY_TTL_SECONDS": "an hour"}, "IDEMPOTENCY_TTL_SECONDS must be a positive integer, got 'an hour'"),
     ],
 )
 def test_settings_name_what_is_wrong(handler_module, monkeypatch, change, message):
-    for name in ("ENDPOINT_NAME", "BASE_COMPONENT_NAME", "ADAPTER_COMPONENT_NAME", "MODEL_PACKAGE_GROUP_NAME",
-                 "IDEMPOTENCY_TABLE"):
+    for name in (
+        "ENDPOINT_NAME",
+        "BASE_COMPONENT_NAME",
+        "ADAPTER_COMPONENT_NAME",
+        "MODEL_PACKAGE_GROUP_NAME",
+        "IDEMPOTENCY_TABLE",
+    ):
         monkeypatch.setenv(name, "x")
     for name, value in change.items():
         if value is None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.helpers import CONTAINER, Server, backend_cmd, free_port, front_cmd
 from local.tiny import build_tiny_adapter, build_tiny_model
+from tests.serving.helpers import CONTAINER, Server, backend_cmd, free_port, front_cmd
 
 sys.path.insert(0, str(CONTAINER))  # the container's modules are flat files, as in the image
 
@@ -21,8 +21,10 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_adapters(tiny_model, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("adapters")
-    return {name: build_tiny_adapter(tiny_model, root / name, rank=r, seed=s)
-            for name, r, s in (("clinical", 8, 1), ("triage", 4, 2))}
+    return {
+        name: build_tiny_adapter(tiny_model, root / name, rank=r, seed=s)
+        for name, r, s in (("clinical", 8, 1), ("triage", 4, 2))
+    }
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +40,8 @@ def model_backend(tiny_model, tmp_path_factory):
 def front(model_backend, tiny_model, tmp_path_factory):
     """The SageMaker front in front of the model backend."""
     port = free_port()
-    server = Server(front_cmd(port, model_backend.url, str(tiny_model)), port,
-                    log=tmp_path_factory.mktemp("logs") / "front.log")
+    server = Server(
+        front_cmd(port, model_backend.url, str(tiny_model)), port, log=tmp_path_factory.mktemp("logs") / "front.log"
+    )
     yield server.wait_ready("/ping")
     server.stop()

@@ -35,10 +35,11 @@ class Server:
         self.port, self.url = port, f"http://127.0.0.1:{port}"
         self.log = log
         out = open(log, "wb") if log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+        )
 
-    def wait_ready(self, path: str = "/health", timeout: float = 60.0, status: int | None = 200) -> "Server":
+    def wait_ready(self, path: str = "/health", timeout: float = 60.0, status: int | None = 200) -> Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -74,8 +75,18 @@ def backend_cmd(port: int, *, model: Path | None = None, fixed: str | None = Non
 
 
 def front_cmd(port: int, engine_url: str, served_model_name: str, adapters=()) -> list[str]:
-    cmd = [sys.executable, str(CONTAINER / "sagemaker_front.py"), "--host", "127.0.0.1", "--port", str(port),
-           "--engine-url", engine_url, "--served-model-name", served_model_name]
+    cmd = [
+        sys.executable,
+        str(CONTAINER / "sagemaker_front.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--engine-url",
+        engine_url,
+        "--served-model-name",
+        served_model_name,
+    ]
     for a in adapters:
         cmd += ["--adapter", a]
     return cmd

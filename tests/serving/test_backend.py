@@ -11,19 +11,36 @@ from local.backend import adapter_from_model, parse_tool_calls
 from tests.serving.helpers import Server, backend_cmd, free_port
 
 TOOL_CALL = '{"name": "get_patient_record", "parameters": {"patient_id": "P001"}}'
-TOOLS = [{"type": "function", "function": {"name": "get_patient_record", "description": "Fetch a record",
-                                           "parameters": {"type": "object",
-                                                          "properties": {"patient_id": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_patient_record",
+            "description": "Fetch a record",
+            "parameters": {"type": "object", "properties": {"patient_id": {"type": "string"}}},
+        },
+    }
+]
 CHAT = {"messages": [{"role": "user", "content": "fever cough and fatigue"}], "max_tokens": 12, "temperature": 0}
 
 
-@pytest.mark.parametrize("model, adapter", [
-    (None, None), ("base", None), ("base:clinical", "clinical"), ("other:clinical", "clinical"),
-    ("s3://bucket/model:clinical", "clinical"), ("s3://bucket/model", None), ("base:", None),
-])
+@pytest.mark.parametrize(
+    "model, adapter",
+    [
+        (None, None),
+        ("base", None),
+        ("base:clinical", "clinical"),
+        ("other:clinical", "clinical"),
+        ("s3://bucket/model:clinical", "clinical"),
+        ("s3://bucket/model", None),
+        ("base:", None),
+    ],
+)
 def test_adapter_is_selected_by_sglang_model_name_rule(model, adapter):
-    assert adapter_from_model(model, served_model_name="s3://bucket/model" if model and "s3" in model else "base") \
+    assert (
+        adapter_from_model(model, served_model_name="s3://bucket/model" if model and "s3" in model else "base")
         == adapter
+    )
 
 
 def test_llama3_tool_calls_are_parsed_like_sglang():
@@ -31,8 +48,9 @@ def test_llama3_tool_calls_are_parsed_like_sglang():
     text, calls = parse_tool_calls(TOOL_CALL, names)
     assert text == "" and calls[0]["function"]["name"] == "get_patient_record"
     assert json.loads(calls[0]["function"]["arguments"]) == {"patient_id": "P001"}
-    text, calls = parse_tool_calls('Let me look.<|python_tag|>' + TOOL_CALL + '; {"name": "upload_report", '
-                                   '"arguments": {"text": "ok"}}', names)
+    text, calls = parse_tool_calls(
+        "Let me look.<|python_tag|>" + TOOL_CALL + '; {"name": "upload_report", "arguments": {"text": "ok"}}', names
+    )
     assert text == "Let me look." and [c["function"]["name"] for c in calls] == ["get_patient_record", "upload_report"]
     assert parse_tool_calls("The patient has a fever.", names) == ("The patient has a fever.", [])
     assert parse_tool_calls('{"name": "unknown_tool", "parameters": {}}', names)[1] == []
@@ -60,8 +78,11 @@ def test_tool_call_output_is_returned_as_tool_calls(tool_backend):
 
 
 def test_streamed_tool_call_arrives_as_a_tool_calls_delta(tool_backend):
-    with httpx.stream("POST", f"{tool_backend.url}/v1/chat/completions",
-                      json={**CHAT, "tools": TOOLS, "stream": True, "stream_options": {"include_usage": True}}) as r:
+    with httpx.stream(
+        "POST",
+        f"{tool_backend.url}/v1/chat/completions",
+        json={**CHAT, "tools": TOOLS, "stream": True, "stream_options": {"include_usage": True}},
+    ) as r:
         events = [line.removeprefix("data: ") for line in r.iter_lines() if line]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
@@ -73,10 +94,14 @@ def test_streamed_tool_call_arrives_as_a_tool_calls_delta(tool_backend):
 
 
 def test_bad_chat_requests_are_refused_naming_the_field(tool_backend):
-    cases = {b"{": "not valid JSON", b"[]": "JSON object", b'{"messages": []}': "messages",
-             json.dumps({**CHAT, "max_tokens": 0}).encode(): "max_tokens",
-             json.dumps({**CHAT, "temperature": 3}).encode(): "temperature",
-             json.dumps({**CHAT, "model": "base:nope"}).encode(): "nope is not loaded"}
+    cases = {
+        b"{": "not valid JSON",
+        b"[]": "JSON object",
+        b'{"messages": []}': "messages",
+        json.dumps({**CHAT, "max_tokens": 0}).encode(): "max_tokens",
+        json.dumps({**CHAT, "temperature": 3}).encode(): "temperature",
+        json.dumps({**CHAT, "model": "base:nope"}).encode(): "nope is not loaded",
+    }
     for body, reason in cases.items():
         r = httpx.post(f"{tool_backend.url}/v1/chat/completions", content=body)
         assert r.status_code == 400 and reason in r.json()["message"], body
@@ -89,8 +114,10 @@ def test_max_tokens_and_temperature_are_honoured(model_backend):
     assert r["choices"][0]["finish_reason"] in ("length", "stop")
     greedy = {httpx.post(url, json=CHAT, timeout=60).json()["choices"][0]["message"]["content"] for _ in range(2)}
     assert len(greedy) == 1
-    hot = {httpx.post(url, json={**CHAT, "temperature": 1.5}, timeout=60).json()["choices"][0]["message"]["content"]
-           for _ in range(4)}
+    hot = {
+        httpx.post(url, json={**CHAT, "temperature": 1.5}, timeout=60).json()["choices"][0]["message"]["content"]
+        for _ in range(4)
+    }
     assert len(hot) > 1
 
 
@@ -102,7 +129,9 @@ def test_adapters_load_select_by_model_name_and_unload(model_backend, tiny_model
     try:
         r = httpx.post(f"{url}/v1/chat/completions", json={**CHAT, "model": f"{tiny_model}:direct"}, timeout=60)
         assert r.json()["choices"][0]["message"]["content"] != base
-        r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "direct", "lora_path": str(tiny_adapters["triage"])})
+        r = httpx.post(
+            f"{url}/load_lora_adapter", json={"lora_name": "direct", "lora_path": str(tiny_adapters["triage"])}
+        )
         assert r.status_code == 400 and "already loaded" in r.json()["error_message"]
     finally:
         r = httpx.post(f"{url}/unload_lora_adapter", json={"lora_name": "direct"})
@@ -112,7 +141,9 @@ def test_adapters_load_select_by_model_name_and_unload(model_backend, tiny_model
     (tmp_path / "adapter_config.json").write_bytes((tiny_adapters["triage"] / "adapter_config.json").read_bytes())
     r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "noweights", "lora_path": str(tmp_path)})
     assert r.status_code == 400 and not r.json()["success"] and "noweights" in r.json()["error_message"]
-    r = httpx.post(f"{url}/load_lora_adapter", json={"lora_name": "noweights", "lora_path": str(tiny_adapters["triage"])})
+    r = httpx.post(
+        f"{url}/load_lora_adapter", json={"lora_name": "noweights", "lora_path": str(tiny_adapters["triage"])}
+    )
     assert r.status_code == 200, r.text  # the failed load left nothing behind under that name
     assert httpx.post(f"{url}/unload_lora_adapter", json={"lora_name": "noweights"}).status_code == 200
     after = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=60).json()["choices"][0]["message"]["content"]
@@ -120,8 +151,11 @@ def test_adapters_load_select_by_model_name_and_unload(model_backend, tiny_model
 
 
 def test_tool_conversation_renders_with_the_llama3_template(model_backend):
-    call = {"id": "call_1", "type": "function",
-            "function": {"name": "get_patient_record", "arguments": '{"patient_id": "P001"}'}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_patient_record", "arguments": '{"patient_id": "P001"}'},
+    }
     messages = [
         {"role": "system", "content": "You are a clinical assistant."},
         {"role": "user", "content": [{"type": "text", "text": "Diagnose P001."}]},
@@ -131,6 +165,9 @@ def test_tool_conversation_renders_with_the_llama3_template(model_backend):
     url = f"{model_backend.url}/v1/chat/completions"
     r = httpx.post(url, json={**CHAT, "messages": messages, "tools": TOOLS}, timeout=60)
     assert r.status_code == 200, r.text
-    r = httpx.post(url, json={**CHAT, "messages": [*messages[:2], {**messages[2], "tool_calls": [call, call]}],
-                              "tools": TOOLS}, timeout=60)
+    r = httpx.post(
+        url,
+        json={**CHAT, "messages": [*messages[:2], {**messages[2], "tool_calls": [call, call]}], "tools": TOOLS},
+        timeout=60,
+    )
     assert r.status_code == 400 and "chat template" in r.json()["message"]

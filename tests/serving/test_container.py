@@ -6,6 +6,7 @@ import os
 import re
 
 from sglang_config import load_manifest
+
 from tests.serving.helpers import CONTAINER, ROOT
 
 

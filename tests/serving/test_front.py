@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+
 from tests.serving.helpers import ADAPTER_HEADER, Server, backend_cmd, free_port, front_cmd
 
 CHAT = {"messages": [{"role": "user", "content": "fever cough and fatigue"}], "max_tokens": 12, "temperature": 0}
@@ -55,8 +56,9 @@ def test_invocation_is_passed_through_unchanged(front, model_backend):
 
 def test_streaming_chunks_arrive_as_chunks(front):
     events, arrivals = [], []
-    with httpx.stream("POST", f"{front.url}/invocations", json={**CHAT, "max_tokens": 24, "stream": True},
-                      timeout=60) as r:
+    with httpx.stream(
+        "POST", f"{front.url}/invocations", json={**CHAT, "max_tokens": 24, "stream": True}, timeout=60
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         for raw in r.iter_raw():
@@ -163,8 +165,12 @@ def test_adapter_in_a_single_subdirectory_is_found(front, tiny_adapters, tmp_pat
 def test_prompts_stay_out_of_logs_even_at_debug_level(model_backend, tiny_model, tiny_adapters, tmp_path):
     marker = "SYNTHETIC-PATIENT-7f3a"
     port = free_port()
-    front = Server(front_cmd(port, model_backend.url, str(tiny_model)), port, log=tmp_path / "front.log",
-                   env={"LOG_LEVEL": "DEBUG", "SAGEMAKER_CONTAINER_LOG_LEVEL": "DEBUG"})
+    front = Server(
+        front_cmd(port, model_backend.url, str(tiny_model)),
+        port,
+        log=tmp_path / "front.log",
+        env={"LOG_LEVEL": "DEBUG", "SAGEMAKER_CONTAINER_LOG_LEVEL": "DEBUG"},
+    )
     try:
         front.wait_ready("/ping")
         assert load(front.url, "private", tiny_adapters["clinical"]).status_code == 200

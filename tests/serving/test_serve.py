@@ -20,8 +20,12 @@ CHAT = {"messages": [{"role": "user", "content": "fever cough and fatigue"}], "m
 
 def serve(tmp_path, engine_command: str, env: dict | None = None) -> Server:
     port, engine_port = free_port(), free_port()
-    return Server([*SERVE, "--host", "127.0.0.1", "--port", str(port), "--engine-port", str(engine_port)], port,
-                  env={"SM_ENGINE_COMMAND": engine_command, **(env or {})}, log=tmp_path / "serve.log")
+    return Server(
+        [*SERVE, "--host", "127.0.0.1", "--port", str(port), "--engine-port", str(engine_port)],
+        port,
+        env={"SM_ENGINE_COMMAND": engine_command, **(env or {})},
+        log=tmp_path / "serve.log",
+    )
 
 
 def children(server: Server) -> list[psutil.Process]:
@@ -42,8 +46,10 @@ def test_invalid_setting_stops_startup_naming_it():
 
 
 def test_serve_runs_engine_and_front_with_preloaded_adapter_then_stops_on_sigterm(tmp_path, tiny_model, tiny_adapters):
-    engine = (f"{sys.executable} -m local.backend --model {tiny_model} --port {{port}} "
-              f"--lora clinical={tiny_adapters['clinical']}")
+    engine = (
+        f"{sys.executable} -m local.backend --model {tiny_model} --port {{port}} "
+        f"--lora clinical={tiny_adapters['clinical']}"
+    )
     env = {"SM_SGLANG_MODEL_PATH": str(tiny_model), "SM_SGLANG_LORA_PATHS": f"clinical={tiny_adapters['clinical']}"}
     server = serve(tmp_path, engine, env)
     try:

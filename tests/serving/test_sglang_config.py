@@ -70,8 +70,14 @@ def test_environment_overrides_defaults_and_alias_replaces_model_path():
 
 
 def test_lora_rank_and_target_modules_from_environment():
-    cfg = engine_config({"SM_SGLANG_MAX_LORA_RANK": "16", "SM_SGLANG_LORA_TARGET_MODULES": "q_proj v_proj",
-                         "SM_SGLANG_LORA_PATHS": "clinical=/opt/ml/adapters/clinical triage=/a/t"}, MANIFEST)
+    cfg = engine_config(
+        {
+            "SM_SGLANG_MAX_LORA_RANK": "16",
+            "SM_SGLANG_LORA_TARGET_MODULES": "q_proj v_proj",
+            "SM_SGLANG_LORA_PATHS": "clinical=/opt/ml/adapters/clinical triage=/a/t",
+        },
+        MANIFEST,
+    )
     assert value_of(cfg.args, "--max-lora-rank") == ["16"]
     assert value_of(cfg.args, "--lora-target-modules") == ["q_proj", "v_proj"]
     assert cfg.adapters == ["clinical", "triage"] and cfg.lora
@@ -109,17 +115,27 @@ def test_flags_come_in_a_stable_order(tmp_path):
         ({"SM_SGLANG_TOOL_CALL_PARSER": "llama9"}, "SM_SGLANG_TOOL_CALL_PARSER: 'llama9' is not one of"),
         ({"SM_SGLANG_LORA_TARGET_MODULES": "q_proj,v_proj"}, "SM_SGLANG_LORA_TARGET_MODULES: 'q_proj,v_proj'"),
         ({"SM_SGLANG_PORT": "9000"}, "SM_SGLANG_PORT: --port is set by the container"),
-        ({"SM_SGLANG_MODEL": "/a", "SM_SGLANG_MODEL_PATH": "/b"}, "SM_SGLANG_MODEL_PATH: sets the same option as "
-                                                                  "SM_SGLANG_MODEL"),
-        ({"SM_SGLANG_ENABLE_LORA": "false", "SM_SGLANG_MAX_LORA_RANK": "8"},
-         "SM_SGLANG_MAX_LORA_RANK: --max-lora-rank needs LoRA, which is off"),
-        ({"SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH": "/no/such/draft", **SPEC},
-         "SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH: draft model path /no/such/draft does not exist"),
-        ({"SM_SGLANG_SPECULATIVE_ALGORITHM": "EAGLE3"},
-         "SM_SGLANG_SPECULATIVE_ALGORITHM: EAGLE3 needs a draft model; set SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH"),
+        (
+            {"SM_SGLANG_MODEL": "/a", "SM_SGLANG_MODEL_PATH": "/b"},
+            "SM_SGLANG_MODEL_PATH: sets the same option as SM_SGLANG_MODEL",
+        ),
+        (
+            {"SM_SGLANG_ENABLE_LORA": "false", "SM_SGLANG_MAX_LORA_RANK": "8"},
+            "SM_SGLANG_MAX_LORA_RANK: --max-lora-rank needs LoRA, which is off",
+        ),
+        (
+            {"SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH": "/no/such/draft", **SPEC},
+            "SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH: draft model path /no/such/draft does not exist",
+        ),
+        (
+            {"SM_SGLANG_SPECULATIVE_ALGORITHM": "EAGLE3"},
+            "SM_SGLANG_SPECULATIVE_ALGORITHM: EAGLE3 needs a draft model; set SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH",
+        ),
         ({"SM_SGLANG_SPECULATIVE_ALGORITHM": "MEDUSA"}, "SM_SGLANG_SPECULATIVE_ALGORITHM: 'MEDUSA' is not one of"),
-        ({"SM_SGLANG_SPECULATIVE_NUM_STEPS": "3"},
-         "missing SM_SGLANG_SPECULATIVE_EAGLE_TOPK, SM_SGLANG_SPECULATIVE_NUM_DRAFT_TOKENS"),
+        (
+            {"SM_SGLANG_SPECULATIVE_NUM_STEPS": "3"},
+            "missing SM_SGLANG_SPECULATIVE_EAGLE_TOPK, SM_SGLANG_SPECULATIVE_NUM_DRAFT_TOKENS",
+        ),
         (SPEC, "SM_SGLANG_SPECULATIVE_NUM_STEPS: speculative sizes need SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,

@@ -22,9 +22,24 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ROOT / "training"
 PYTHON = sys.executable
 # Small and fast: one thread per process (2 shared cores), tiny batches, few steps.
-TRAIN_FLAGS = ["--batch-size", "4", "--gradient-accumulation-steps", "1", "--learning-rate", "2e-2",
-               "--target-modules", "q_proj,v_proj", "--lora-rank", "8", "--lora-alpha", "16",
-               "--max-length", "512", "--logging-steps", "5"]
+TRAIN_FLAGS = [
+    "--batch-size",
+    "4",
+    "--gradient-accumulation-steps",
+    "1",
+    "--learning-rate",
+    "2e-2",
+    "--target-modules",
+    "q_proj,v_proj",
+    "--lora-rank",
+    "8",
+    "--lora-alpha",
+    "16",
+    "--max-length",
+    "512",
+    "--logging-steps",
+    "5",
+]
 
 
 def program(name: str) -> str:
@@ -33,18 +48,31 @@ def program(name: str) -> str:
 
 def env(**extra: str) -> dict[str, str]:
     """A clean environment for a program: one thread, no tracking unless asked, no SageMaker vars."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SM_", "MLFLOW_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
-    return {**base, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SM_", "MLFLOW_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))
+    }
+    return {
+        **base,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 def run(args: list[str], *, check: bool = True, timeout: int = 240, **env_extra: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([PYTHON, *args], cwd=ROOT, env=env(**env_extra), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [PYTHON, *args], cwd=ROOT, env=env(**env_extra), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{args[0]} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
-                             f"\n--- stderr\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{args[0]} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -52,7 +80,7 @@ def marked_json(stdout: str, marker: str) -> dict:
     """The JSON a program prints after ``marker`` (TRAIN_SUMMARY, EVALUATION)."""
     lines = [line for line in stdout.splitlines() if line.startswith(marker + " ")]
     assert lines, f"no {marker} line in output:\n{stdout[-3000:]}"
-    return json.loads(lines[-1][len(marker) + 1:])
+    return json.loads(lines[-1][len(marker) + 1 :])
 
 
 @pytest.fixture(scope="session")
@@ -97,11 +125,31 @@ class TrainedRun:
 def trained(mlflow_server, dataset, tiny_base, tmp_path_factory) -> TrainedRun:
     """One training run as SageMaker would start it: paths from SM_* variables, MLflow from the env."""
     root = tmp_path_factory.mktemp("job")
-    sm = {"SM_CHANNEL_TRAIN": str(dataset.train), "SM_CHANNEL_BASE": str(tiny_base),
-          "SM_MODEL_DIR": str(root / "model"), "SM_OUTPUT_DATA_DIR": str(root / "output")}
-    proc = run([program("train.py"), *TRAIN_FLAGS, "--max-steps", "40", "--save-steps", "20", "--merge",
-                "--checkpoint-dir", str(root / "checkpoints"), "--run-name", "e2e"],
-               MLFLOW_TRACKING_URI=mlflow_server.url, MLFLOW_EXPERIMENT_NAME="training-tests",
-               MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1", **sm)
-    return TrainedRun(root / "model", root / "checkpoints", root / "output",
-                      marked_json(proc.stdout, "TRAIN_SUMMARY"), proc.stdout)
+    sm = {
+        "SM_CHANNEL_TRAIN": str(dataset.train),
+        "SM_CHANNEL_BASE": str(tiny_base),
+        "SM_MODEL_DIR": str(root / "model"),
+        "SM_OUTPUT_DATA_DIR": str(root / "output"),
+    }
+    proc = run(
+        [
+            program("train.py"),
+            *TRAIN_FLAGS,
+            "--max-steps",
+            "40",
+            "--save-steps",
+            "20",
+            "--merge",
+            "--checkpoint-dir",
+            str(root / "checkpoints"),
+            "--run-name",
+            "e2e",
+        ],
+        MLFLOW_TRACKING_URI=mlflow_server.url,
+        MLFLOW_EXPERIMENT_NAME="training-tests",
+        MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1",
+        **sm,
+    )
+    return TrainedRun(
+        root / "model", root / "checkpoints", root / "output", marked_json(proc.stdout, "TRAIN_SUMMARY"), proc.stdout
+    )

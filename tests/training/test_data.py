@@ -8,7 +8,12 @@ import pytest
 
 from tests.training.conftest import program, run
 from training.clinical import (
-    DIAGNOSIS_PREFIX, SUPER_PROMPT, content_key, extract_diagnosis, to_example, validate_record,
+    DIAGNOSIS_PREFIX,
+    SUPER_PROMPT,
+    content_key,
+    extract_diagnosis,
+    to_example,
+    validate_record,
 )
 
 
@@ -39,18 +44,21 @@ def test_generator_rejects_a_non_positive_count(tmp_path):
     assert not (tmp_path / "x.jsonl").exists()
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda r: r.pop("diagnosis"), "diagnosis: required but missing"),
-    (lambda r: r.update(age=150), "age: outside 0..120"),
-    (lambda r: r.update(age="54"), "age: expected an integer, got str"),
-    (lambda r: r.update(sex="unknown"), "sex: expected one of female, male"),
-    (lambda r: r["vitals"].update(spo2=140), "vitals.spo2: outside 50..100"),
-    (lambda r: r["vitals"].update(heart_rate=None), "vitals.heart_rate: expected a number, got NoneType"),
-    (lambda r: r["vitals"].update(systolic_bp=70, diastolic_bp=90), "vitals: systolic_bp must exceed diastolic_bp"),
-    (lambda r: r.update(history="asthma"), "history: expected a list of non-empty strings"),
-    (lambda r: r.update(diagnosys="x"), "diagnosys: unknown field"),
-    (lambda r: r.update(chief_complaint="  "), "chief_complaint: expected a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda r: r.pop("diagnosis"), "diagnosis: required but missing"),
+        (lambda r: r.update(age=150), "age: outside 0..120"),
+        (lambda r: r.update(age="54"), "age: expected an integer, got str"),
+        (lambda r: r.update(sex="unknown"), "sex: expected one of female, male"),
+        (lambda r: r["vitals"].update(spo2=140), "vitals.spo2: outside 50..100"),
+        (lambda r: r["vitals"].update(heart_rate=None), "vitals.heart_rate: expected a number, got NoneType"),
+        (lambda r: r["vitals"].update(systolic_bp=70, diastolic_bp=90), "vitals: systolic_bp must exceed diastolic_bp"),
+        (lambda r: r.update(history="asthma"), "history: expected a list of non-empty strings"),
+        (lambda r: r.update(diagnosys="x"), "diagnosys: unknown field"),
+        (lambda r: r.update(chief_complaint="  "), "chief_complaint: expected a non-empty string"),
+    ],
+)
 def test_validation_names_the_field_and_the_rule_but_not_the_value(raw_dir, change, expected):
     record = _good(raw_dir)
     change(record)
@@ -92,8 +100,17 @@ def test_duplicates_are_removed_whatever_their_id(raw_dir, tmp_path):
     copies = [{**r, "id": r["id"] + "-copy"} for r in records[:10]]
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records + copies))
-    run([program("preprocess.py"), "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
-         "--test-fraction", "0.3"])
+    run(
+        [
+            program("preprocess.py"),
+            "--input-dir",
+            str(tmp_path / "in"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--test-fraction",
+            "0.3",
+        ]
+    )
     report = json.loads((tmp_path / "out" / "report" / "report.json").read_text())
     assert report["duplicates_removed"] == 10
     assert report["train"] + report["test"] == 30
@@ -105,8 +122,17 @@ def test_split_is_stable_when_the_dataset_grows(raw_dir, tmp_path):
     for name, subset in (("small", records[:120]), ("large", records)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in subset))
-        run([program("preprocess.py"), "--input-dir", str(tmp_path / name), "--output-dir",
-             str(tmp_path / f"{name}-out"), "--test-fraction", "0.2"])
+        run(
+            [
+                program("preprocess.py"),
+                "--input-dir",
+                str(tmp_path / name),
+                "--output-dir",
+                str(tmp_path / f"{name}-out"),
+                "--test-fraction",
+                "0.2",
+            ]
+        )
         sides[name] = {json.dumps(r["messages"]) for r in _records(tmp_path / f"{name}-out" / "test" / "test.jsonl")}
     assert sides["small"] and sides["small"] <= sides["large"]
 
@@ -114,12 +140,18 @@ def test_split_is_stable_when_the_dataset_grows(raw_dir, tmp_path):
 def test_bad_records_are_each_reported_and_nothing_is_written(raw_dir, tmp_path):
     good = _good(raw_dir)
     bad_vitals = {**good, "vitals": {**good["vitals"], "spo2": 140}}
-    lines = [json.dumps(good), "{not json", json.dumps({k: v for k, v in good.items() if k != "diagnosis"}),
-             json.dumps(bad_vitals)]
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({k: v for k, v in good.items() if k != "diagnosis"}),
+        json.dumps(bad_vitals),
+    ]
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "batch.jsonl").write_text("\n".join(lines) + "\n")
-    proc = run([program("preprocess.py"), "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out")],
-               check=False)
+    proc = run(
+        [program("preprocess.py"), "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out")],
+        check=False,
+    )
     assert proc.returncode == 2
     assert "3 invalid record(s)" in proc.stderr
     assert "batch.jsonl line 2: not valid JSON" in proc.stderr
@@ -133,9 +165,21 @@ def test_bad_records_are_skipped_and_counted_when_asked(raw_dir, tmp_path):
     records = _records(raw_dir / "records.jsonl")[:40]
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in records) + "[]\n" + json.dumps({**records[0], "age": -1}) + "\n")
-    proc = run([program("preprocess.py"), "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
-                "--on-invalid", "skip", "--test-fraction", "0.3"])
+        "".join(json.dumps(r) + "\n" for r in records) + "[]\n" + json.dumps({**records[0], "age": -1}) + "\n"
+    )
+    proc = run(
+        [
+            program("preprocess.py"),
+            "--input-dir",
+            str(tmp_path / "in"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--on-invalid",
+            "skip",
+            "--test-fraction",
+            "0.3",
+        ]
+    )
     report = json.loads((tmp_path / "out" / "report" / "report.json").read_text())
     assert report["records_read"] == 42 and report["invalid_skipped"] == 2
     assert report["train"] + report["test"] == 40
@@ -144,13 +188,17 @@ def test_bad_records_are_skipped_and_counted_when_asked(raw_dir, tmp_path):
 
 
 def test_preprocess_names_a_missing_input_folder_and_empty_splits(raw_dir, tmp_path):
-    proc = run([program("preprocess.py"), "--input-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")],
-               check=False)
+    proc = run(
+        [program("preprocess.py"), "--input-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")],
+        check=False,
+    )
     assert proc.returncode != 0 and f"input directory {tmp_path / 'nope'} is not a directory" in proc.stderr
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "r.jsonl").write_text(json.dumps(_good(raw_dir)) + "\n")
-    proc = run([program("preprocess.py"), "--input-dir", str(tmp_path / "one"), "--output-dir", str(tmp_path / "o")],
-               check=False)
+    proc = run(
+        [program("preprocess.py"), "--input-dir", str(tmp_path / "one"), "--output-dir", str(tmp_path / "o")],
+        check=False,
+    )
     assert proc.returncode != 0 and "split is empty" in proc.stderr
     assert not (tmp_path / "o" / "train").exists()
 

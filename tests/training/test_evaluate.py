@@ -19,10 +19,27 @@ def evaluation(trained, dataset, tiny_base, mlflow_server, tmp_path_factory):
     with tarfile.open(root / "model" / "model.tar.gz", "w:gz") as tar:  # what the training job uploads
         for f in trained.model_dir.iterdir():
             tar.add(f, arcname=f.name)
-    proc = run([program("evaluate.py"), "--model-dir", str(root / "model"), "--test-dir", str(dataset.test),
-                "--output-dir", str(root / "evaluation"), "--base-model", str(tiny_base),
-                "--max-samples", "6", "--max-new-tokens", "24", "--batch-size", "3"],
-               MLFLOW_TRACKING_URI=mlflow_server.url, MLFLOW_EXPERIMENT_NAME="training-tests")
+    proc = run(
+        [
+            program("evaluate.py"),
+            "--model-dir",
+            str(root / "model"),
+            "--test-dir",
+            str(dataset.test),
+            "--output-dir",
+            str(root / "evaluation"),
+            "--base-model",
+            str(tiny_base),
+            "--max-samples",
+            "6",
+            "--max-new-tokens",
+            "24",
+            "--batch-size",
+            "3",
+        ],
+        MLFLOW_TRACKING_URI=mlflow_server.url,
+        MLFLOW_EXPERIMENT_NAME="training-tests",
+    )
     return root / "evaluation" / EVALUATION_FILE, marked_json(proc.stdout, "EVALUATION")
 
 
@@ -51,13 +68,26 @@ def test_evaluation_is_logged_to_the_training_run(evaluation, trained, mlflow_se
     assert metrics["eval_loss"] == pytest.approx(report["language_model_metrics"]["loss"]["value"])
     assert metrics["eval_diagnosis_accuracy"] == report["multiclass_classification_metrics"]["accuracy"]["value"]
     assert "loss" in metrics  # the training metrics are in the same run
-    assert [a.path for a in client.list_artifacts(report["mlflow_run_id"], "evaluation")] == \
-        [f"evaluation/{EVALUATION_FILE}"]
+    assert [a.path for a in client.list_artifacts(report["mlflow_run_id"], "evaluation")] == [
+        f"evaluation/{EVALUATION_FILE}"
+    ]
 
 
 def test_a_model_folder_without_an_adapter_is_named(dataset, tmp_path):
     (tmp_path / "empty").mkdir()
-    proc = run([program("evaluate.py"), "--model-dir", str(tmp_path / "empty"), "--test-dir", str(dataset.test),
-                "--output-dir", str(tmp_path / "out"), "--base-model", "unused"], check=False)
+    proc = run(
+        [
+            program("evaluate.py"),
+            "--model-dir",
+            str(tmp_path / "empty"),
+            "--test-dir",
+            str(dataset.test),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--base-model",
+            "unused",
+        ],
+        check=False,
+    )
     assert proc.returncode != 0 and f"no adapter_config.json in {tmp_path / 'empty'}" in proc.stderr
     assert not (tmp_path / "out" / EVALUATION_FILE).exists()

@@ -32,26 +32,49 @@ INPUTS = dict(
     training_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311",
     processing_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-cpu-py311",
     base_model_id="meta-llama/Llama-3.2-3B-Instruct",
-    preprocess_instance_type="ml.m5.xlarge", training_instance_type="ml.g5.2xlarge", training_instance_count=2,
-    evaluate_instance_type="ml.g5.xlarge", use_spot=True, max_runtime_seconds=7200,
-    lora_rank=16, lora_alpha=32, epochs=3, learning_rate=2e-4, accuracy_threshold=0.6,
+    preprocess_instance_type="ml.m5.xlarge",
+    training_instance_type="ml.g5.2xlarge",
+    training_instance_count=2,
+    evaluate_instance_type="ml.g5.xlarge",
+    use_spot=True,
+    max_runtime_seconds=7200,
+    lora_rank=16,
+    lora_alpha=32,
+    epochs=3,
+    learning_rate=2e-4,
+    accuracy_threshold=0.6,
 )
 BUCKETS = {"code-bucket", "data-bucket", "artifacts-bucket"}
 API = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob", "RegisterModel": "CreateModelPackage"}
-NAMED_BY_PIPELINES = {"Processing": {"ProcessingJobName": "job"}, "Training": {"TrainingJobName": "job"},
-                      "RegisterModel": {}}
+NAMED_BY_PIPELINES = {
+    "Processing": {"ProcessingJobName": "job"},
+    "Training": {"TrainingJobName": "job"},
+    "RegisterModel": {},
+}
 EXPRESSIONS = {"Get", "Std:Join", "Std:JsonGet"}
 
 
 KMS = "arn:aws:kms:us-east-1:111111111111:key/k"
-TOKENS = dict(role_arn="${Token[TOKEN.101]}", source_uri="s3://${Token[TOKEN.102]}/${Token[TOKEN.103]}.tar.gz",
-              dataset_uri="${Token[TOKEN.104]}", output_uri="s3://${Token[TOKEN.105]}/out",
-              mlflow_arn="${Token[TOKEN.106]}", model_package_group="${Token[TOKEN.107]}")
+TOKENS = dict(
+    role_arn="${Token[TOKEN.101]}",
+    source_uri="s3://${Token[TOKEN.102]}/${Token[TOKEN.103]}.tar.gz",
+    dataset_uri="${Token[TOKEN.104]}",
+    output_uri="s3://${Token[TOKEN.105]}/out",
+    mlflow_arn="${Token[TOKEN.106]}",
+    model_package_group="${Token[TOKEN.107]}",
+)
 # Everything the default build leaves out, in one build: on-demand, VPC + key, base model in S3,
 # the caller's model card, CloudFormation tokens.
-VARIANT = {**INPUTS, **TOKENS, "use_spot": False, "kms_key_arn": KMS, "subnets": ["subnet-a", "subnet-b"],
-           "security_group_ids": ["sg-1"], "base_model_id": "s3://artifacts-bucket/models/llama/",
-           "model_card_content": '{"model_overview": {"model_description": "x"}}'}
+VARIANT = {
+    **INPUTS,
+    **TOKENS,
+    "use_spot": False,
+    "kms_key_arn": KMS,
+    "subnets": ["subnet-a", "subnet-b"],
+    "security_group_ids": ["sg-1"],
+    "base_model_id": "s3://artifacts-bucket/models/llama/",
+    "model_card_content": '{"model_overview": {"model_description": "x"}}',
+}
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +123,9 @@ def with_placeholders(value, shape):
     expression = isinstance(value, dict) and len(value) == 1 and next(iter(value)) in EXPRESSIONS
     if expression or (isinstance(value, str) and "${Token[" in value):
         low = max(1, shape.metadata.get("min", 1))
-        return {"string": "x" * low, "integer": low, "long": low, "float": 1.0, "double": 1.0,
-                "boolean": True}[shape.type_name]
+        return {"string": "x" * low, "integer": low, "long": low, "float": 1.0, "double": 1.0, "boolean": True}[
+            shape.type_name
+        ]
     if shape.type_name == "structure" and isinstance(value, dict):
         return {k: with_placeholders(v, shape.members[k]) if k in shape.members else v for k, v in value.items()}
     if shape.type_name == "list" and isinstance(value, list):
@@ -133,11 +157,17 @@ def test_steps_form_preprocess_finetune_evaluate_gate_register_or_fail(definitio
     s = steps(definition)
     assert [x["Name"] for x in definition["Steps"]] == ["Preprocess", "FineTune", "Evaluate", "QualityGate"]
     assert {n: x["Type"] for n, x in s.items()} == {
-        "Preprocess": "Processing", "FineTune": "Training", "Evaluate": "Processing", "QualityGate": "Condition",
-        "Register": "RegisterModel", "AccuracyBelowThreshold": "Fail"}
+        "Preprocess": "Processing",
+        "FineTune": "Training",
+        "Evaluate": "Processing",
+        "QualityGate": "Condition",
+        "Register": "RegisterModel",
+        "AccuracyBelowThreshold": "Fail",
+    }
     train_in = s["FineTune"]["Arguments"]["InputDataConfig"]
-    assert train_in[0]["DataSource"]["S3DataSource"]["S3Uri"] == \
-        {"Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"}
+    assert train_in[0]["DataSource"]["S3DataSource"]["S3Uri"] == {
+        "Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"
+    }
     eval_in = {i["InputName"]: i["S3Input"]["S3Uri"] for i in s["Evaluate"]["Arguments"]["ProcessingInputs"]}
     assert eval_in["model"] == {"Get": "Steps.FineTune.ModelArtifacts.S3ModelArtifacts"}
     assert eval_in["test"] == {"Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['test'].S3Output.S3Uri"}
@@ -150,11 +180,16 @@ def test_the_gate_compares_the_evaluated_accuracy_with_the_threshold_parameter(d
     s = steps(definition)
     (condition,) = s["QualityGate"]["Arguments"]["Conditions"]
     assert condition["Type"] == "GreaterThanOrEqualTo"
-    assert condition["LeftValue"] == {"Std:JsonGet": {
-        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}, "Path": pipeline.ACCURACY_PATH}}
+    assert condition["LeftValue"] == {
+        "Std:JsonGet": {
+            "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
+            "Path": pipeline.ACCURACY_PATH,
+        }
+    }
     assert condition["RightValue"] == {"Get": "Parameters.AccuracyThreshold"}
     assert s["Evaluate"]["PropertyFiles"] == [
-        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}]
+        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
+    ]
     assert parameter_defaults(definition)["Parameters.AccuracyThreshold"] == 0.6
 
 
@@ -167,21 +202,31 @@ def test_register_creates_a_pending_package_with_metrics_and_model_card(definiti
     stats = args["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert stats["ContentType"] == "application/json"
     assert stats["S3Uri"]["Std:Join"]["Values"] == [
-        {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}, "evaluation.json"]
+        {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"},
+        "evaluation.json",
+    ]
     card = json.loads(args["ModelCard"]["ModelCardContent"])
     assert card["intended_uses"]["risk_rating"] == "High"
-    assert json.loads(steps(variant)["Register"]["Arguments"]["ModelCard"]["ModelCardContent"]) == \
-        {"model_overview": {"model_description": "x"}}
+    assert json.loads(steps(variant)["Register"]["Arguments"]["ModelCard"]["ModelCardContent"]) == {
+        "model_overview": {"model_description": "x"}
+    }
 
 
 def test_parameters_caching_retries_checkpoints_and_mlflow(definition):
     assert parameter_defaults(definition) == {
-        "Parameters.BaseModelId": "meta-llama/Llama-3.2-3B-Instruct", "Parameters.DatasetUri": INPUTS["dataset_uri"],
+        "Parameters.BaseModelId": "meta-llama/Llama-3.2-3B-Instruct",
+        "Parameters.DatasetUri": INPUTS["dataset_uri"],
         "Parameters.InvalidRecords": "error",
-        "Parameters.LoraRank": 16, "Parameters.LoraAlpha": 32, "Parameters.Epochs": 3, "Parameters.LearningRate": 2e-4,
-        "Parameters.PreprocessInstanceType": "ml.m5.xlarge", "Parameters.TrainingInstanceType": "ml.g5.2xlarge",
-        "Parameters.TrainingInstanceCount": 2, "Parameters.EvaluateInstanceType": "ml.g5.xlarge",
-        "Parameters.AccuracyThreshold": 0.6}
+        "Parameters.LoraRank": 16,
+        "Parameters.LoraAlpha": 32,
+        "Parameters.Epochs": 3,
+        "Parameters.LearningRate": 2e-4,
+        "Parameters.PreprocessInstanceType": "ml.m5.xlarge",
+        "Parameters.TrainingInstanceType": "ml.g5.2xlarge",
+        "Parameters.TrainingInstanceCount": 2,
+        "Parameters.EvaluateInstanceType": "ml.g5.xlarge",
+        "Parameters.AccuracyThreshold": 0.6,
+    }
     s = steps(definition)
     for name in ("Preprocess", "FineTune", "Evaluate"):
         assert s[name]["CacheConfig"]["Enabled"] is True
@@ -194,8 +239,10 @@ def test_parameters_caching_retries_checkpoints_and_mlflow(definition):
     assert train["ResourceConfig"]["InstanceCount"] == {"Get": "Parameters.TrainingInstanceCount"}
     assert train["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
     assert train["Environment"]["MLFLOW_TRACKING_URI"] == INPUTS["mlflow_arn"]
-    assert definition["MlflowConfig"] == {"MlflowResourceArn": INPUTS["mlflow_arn"],
-                                          "MlflowExperimentName": "clinical-diagnosis"}
+    assert definition["MlflowConfig"] == {
+        "MlflowResourceArn": INPUTS["mlflow_arn"],
+        "MlflowExperimentName": "clinical-diagnosis",
+    }
 
 
 def test_without_spot_there_is_no_max_wait(variant):
@@ -267,8 +314,14 @@ sys.stdout.write(build_definition(**_sample()))
 
 
 def test_the_definition_is_built_offline_and_byte_identical_across_processes():
-    proc = subprocess.run([sys.executable, "-c", _OFFLINE_BUILD], cwd=ROOT, env=env(PYTHONHASHSEED="12345"),
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", _OFFLINE_BUILD],
+        cwd=ROOT,
+        env=env(PYTHONHASHSEED="12345"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0 and "NETWORK CALL" not in proc.stderr, proc.stderr[-3000:]
     assert proc.stdout == build_definition(**pipeline._sample())  # this process: another hash seed
     assert build_definition(**INPUTS) == build_definition(**INPUTS)
@@ -282,8 +335,12 @@ def test_print_shows_a_sample_definition(capsys):
 def test_training_hyperparameters_are_flags_train_py_accepts(definition, monkeypatch):
     train = steps(definition)["FineTune"]["Arguments"]
     defaults = parameter_defaults(definition)
-    argv = [a for k, v in train["HyperParameters"].items() if not k.startswith("sagemaker_")
-            for a in (f"--{k}", str(resolve(v, defaults)))]
+    argv = [
+        a
+        for k, v in train["HyperParameters"].items()
+        if not k.startswith("sagemaker_")
+        for a in (f"--{k}", str(resolve(v, defaults)))
+    ]
     assert train["HyperParameters"]["sagemaker_program"] == "train.py"
     assert train["HyperParameters"]["sagemaker_submit_directory"] == INPUTS["source_uri"]
     monkeypatch.setenv("SM_MODEL_DIR", "/opt/ml/model")  # what the training container sets
@@ -304,8 +361,10 @@ def test_evaluate_arguments_are_flags_evaluate_py_accepts(definition, monkeypatc
 
 def test_a_base_model_in_s3_is_an_input_of_training_and_evaluation(variant):
     s = steps(variant)
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
-                for c in s["FineTune"]["Arguments"]["InputDataConfig"]}
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in s["FineTune"]["Arguments"]["InputDataConfig"]
+    }
     assert channels["base"] == {"Get": "Parameters.BaseModelId"}
     assert parameter_defaults(variant)["Parameters.BaseModelId"] == VARIANT["base_model_id"]
     assert "base-model" not in s["FineTune"]["Arguments"]["HyperParameters"]  # train.py reads SM_CHANNEL_BASE
@@ -334,12 +393,22 @@ def test_the_preprocess_container_command_unpacks_the_code_and_runs(definition, 
     (data / "records.jsonl").write_bytes((raw_dir / "records.jsonl").read_bytes())
     arguments = [resolve(a, parameter_defaults(definition)) for a in app["ContainerArguments"]]
     command = [part.replace("/opt/ml", opt) for part in [*app["ContainerEntrypoint"], *arguments]]
-    proc = subprocess.run(command, env={**env(), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        command,
+        env={**env(), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "opt/ml/processing/output/train/train.jsonl").stat().st_size > 0
     assert (tmp_path / "opt/ml/processing/output/test/test.jsonl").stat().st_size > 0
-    outputs = {o["OutputName"]: o["S3Output"]["LocalPath"]
-               for o in steps(definition)["Preprocess"]["Arguments"]["ProcessingOutputConfig"]["Outputs"]}
-    assert outputs == {"train": "/opt/ml/processing/output/train", "test": "/opt/ml/processing/output/test",
-                       "report": "/opt/ml/processing/output/report"}
+    outputs = {
+        o["OutputName"]: o["S3Output"]["LocalPath"]
+        for o in steps(definition)["Preprocess"]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    }
+    assert outputs == {
+        "train": "/opt/ml/processing/output/train",
+        "test": "/opt/ml/processing/output/test",
+        "report": "/opt/ml/processing/output/report",
+    }

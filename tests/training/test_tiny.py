@@ -13,10 +13,13 @@ def test_the_chat_template_marks_only_the_assistant_answer_and_its_end_of_turn(t
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_base)
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Cough and fever"},
-                {"role": "assistant", "content": "Most likely diagnosis: Pneumonia"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Cough and fever"},
+        {"role": "assistant", "content": "Most likely diagnosis: Pneumonia"},
+    ]
     enc = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-    marked = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    marked = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
     assert tok.decode(marked) == "Most likely diagnosis: Pneumonia<|eot_id|>"
     assert tok.eos_token == "<|eot_id|>" and tok.pad_token == "<|finetune_right_pad_id|>"
     prompt = tok.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True)

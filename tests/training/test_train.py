@@ -35,8 +35,12 @@ def test_the_adapter_reloads_and_changes_the_outputs_and_the_merged_model_matche
 
     torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(trained.model_dir)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Chest pain and sweating"}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Chest pain and sweating"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
     with torch.no_grad():
         base_logits = AutoModelForCausalLM.from_pretrained(tiny_base)(ids).logits
         tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), trained.model_dir)
@@ -62,12 +66,27 @@ def test_the_run_is_recorded_in_mlflow_with_params_metrics_and_system_metrics(tr
 def test_a_run_stopped_by_sigterm_after_a_checkpoint_resumes_from_it(dataset, tiny_base, mlflow_server, tmp_path):
     """A spot interruption: SIGTERM saves a checkpoint and exits 143; the next start continues the step
     count, and the MLflow run."""
-    cmd = [PYTHON, program("train.py"), *TRAIN_FLAGS, "--max-steps", "25", "--save-steps", "5",
-           "--train-dir", str(dataset.train), "--base-model", str(tiny_base),
-           "--model-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    cmd = [
+        PYTHON,
+        program("train.py"),
+        *TRAIN_FLAGS,
+        "--max-steps",
+        "25",
+        "--save-steps",
+        "5",
+        "--train-dir",
+        str(dataset.train),
+        "--base-model",
+        str(tiny_base),
+        "--model-dir",
+        str(tmp_path / "model"),
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+    ]
     tracking = {"MLFLOW_TRACKING_URI": mlflow_server.url, "MLFLOW_EXPERIMENT_NAME": "training-tests-resume"}
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env(**tracking), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    first = subprocess.Popen(
+        cmd, cwd=ROOT, env=env(**tracking), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + 180
     while not (tmp_path / "ckpt" / "checkpoint-5" / "trainer_state.json").exists():
         assert first.poll() is None, first.stdout.read()[-3000:]
@@ -111,10 +130,32 @@ def test_an_incomplete_checkpoint_is_not_resumed_from(tmp_path):
 
 
 def test_two_process_torchrun_trains_with_ddp(dataset, tiny_base, tmp_path):
-    proc = run(["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-                program("train.py"), *TRAIN_FLAGS, "--batch-size", "2", "--max-steps", "4", "--save-steps", "2",
-                "--train-dir", str(dataset.train), "--base-model", str(tiny_base),
-                "--model-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt")])
+    proc = run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            program("train.py"),
+            *TRAIN_FLAGS,
+            "--batch-size",
+            "2",
+            "--max-steps",
+            "4",
+            "--save-steps",
+            "2",
+            "--train-dir",
+            str(dataset.train),
+            "--base-model",
+            str(tiny_base),
+            "--model-dir",
+            str(tmp_path / "model"),
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ]
+    )
     s = marked_json(proc.stdout, "TRAIN_SUMMARY")
     assert s["world_size"] == 2 and s["global_step"] == 4
     assert proc.stdout.count("TRAIN_SUMMARY") == 1  # rank 0 alone reports and saves
@@ -123,15 +164,25 @@ def test_two_process_torchrun_trains_with_ddp(dataset, tiny_base, tmp_path):
     assert (tmp_path / "model" / "adapter_model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--base-model", "x", "--model-dir", "m", "--checkpoint-dir", "c"],
-     "training data folder not given: pass --train-dir"),
-    (["--train-dir", "nowhere", "--base-model", "x", "--model-dir", "m", "--checkpoint-dir", "c"],
-     "training data folder nowhere is not a directory"),
-    (["--train-dir", ".", "--model-dir", "m", "--checkpoint-dir", "c"], "--base-model is required outside SageMaker"),
-    (["--lora-rank", "0"], "--lora-rank: must be positive"),
-    (["--lora-dropout", "1.5", "--train-dir", "."], "--lora-dropout must be in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--base-model", "x", "--model-dir", "m", "--checkpoint-dir", "c"],
+            "training data folder not given: pass --train-dir",
+        ),
+        (
+            ["--train-dir", "nowhere", "--base-model", "x", "--model-dir", "m", "--checkpoint-dir", "c"],
+            "training data folder nowhere is not a directory",
+        ),
+        (
+            ["--train-dir", ".", "--model-dir", "m", "--checkpoint-dir", "c"],
+            "--base-model is required outside SageMaker",
+        ),
+        (["--lora-rank", "0"], "--lora-rank: must be positive"),
+        (["--lora-dropout", "1.5", "--train-dir", "."], "--lora-dropout must be in [0, 1)"),
+    ],
+)
 def test_bad_arguments_are_named(args, message):
     proc = run([program("train.py"), *args], check=False, timeout=60)
     assert proc.returncode != 0 and message in proc.stderr
@@ -140,6 +191,19 @@ def test_bad_arguments_are_named(args, message):
 def test_examples_without_an_assistant_turn_are_rejected(tmp_path, tiny_base):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "t.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
-    proc = run([program("train.py"), "--train-dir", str(tmp_path / "train"), "--base-model", str(tiny_base),
-                "--model-dir", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "c")], check=False, timeout=60)
+    proc = run(
+        [
+            program("train.py"),
+            "--train-dir",
+            str(tmp_path / "train"),
+            "--base-model",
+            str(tiny_base),
+            "--model-dir",
+            str(tmp_path / "m"),
+            "--checkpoint-dir",
+            str(tmp_path / "c"),
+        ],
+        check=False,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "t.jsonl line 1: 'messages' must end with an assistant turn" in proc.stderr

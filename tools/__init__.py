@@ -1,0 +1,1 @@
+"""Tools that read a synthesized cloud assembly: summary, audit diff, baselines, diagram."""
