@@ -93,7 +93,7 @@ def cluster(label: str, *, color: str = "#FFFFFF", pen: str = "#AEB6BE", size: i
     )
 
 
-def node(id: str, label: str, icon_path: str, *, size: int = 64, **attrs):
+def node(id: str, label: str, icon_path: str, *, size: int = 72, **attrs):
     """A node: the service icon above its label (first line bold); sized by Graphviz to fit both."""
     cls = icon(icon_path)
     src = Path(str(importlib.import_module("diagrams").__file__)).parent.parent / cls._icon_dir / cls._icon
@@ -106,7 +106,7 @@ def node(id: str, label: str, icon_path: str, *, size: int = 64, **attrs):
     return cls(
         table,
         nodeid=id,
-        **{"shape": "plain", "image": "", "width": "0", "height": "0", "fontsize": "13", "fixedsize": "false", **attrs},
+        **{"shape": "plain", "image": "", "width": "0", "height": "0", "fontsize": "16", "fixedsize": "false", **attrs},
     )
 
 
@@ -120,6 +120,7 @@ def edge(a, b, *, label: str = "", kind: str = "reference", **attrs) -> None:
     from diagrams import Edge
 
     style = {"style": "dashed"} if kind == "promotion" else {}
+    attrs.setdefault("fontsize", "15")
     width = "1.0" if kind == "reference" else "2.2"
     (
         a
@@ -154,7 +155,7 @@ def _draw_part(part, nodes: dict, anchors: dict) -> None:
         nodes[part.id] = node(part.id, label, part.icon)
         return
     kind = "promotion" if part.kind == "delivery" else "lifecycle"
-    with cluster(label.replace("\n", ": ", 1), color="#FFFFFF", size=15, rank="same") as box:
+    with cluster(label.replace("\n", ": ", 1), color="#FFFFFF", size=17, rank="same") as box:
         for step in steps:
             nodes[step.id] = node(step.id, step.label, step.icon)
     for a, b, text_ in part.step_edges:
@@ -185,25 +186,25 @@ def render_system(view, output: Path, *, title: str) -> Path:
         f'<font color="{COLORS["lifecycle"]}">━━ a model, from data to the endpoint</font>      '
         f'<font color="{COLORS["promotion"]}">╍╍ promotion across accounts</font><br/> >'
     )
-    with Canvas(output, title=legend, direction="TB", graph={"nodesep": "0.45", "ranksep": "0.6", "splines": "spline"}):
+    with Canvas(output, title=legend, direction="TB", graph={"nodesep": "0.4", "ranksep": "0.55", "splines": "spline"}):
         outside = [p for p in view.parts if p.kind == "clinician"]
         for part in outside:
             _draw_part(part, nodes, anchors)
         for account in view.accounts:
             inside = [p for p in view.parts if p.stage == account.stage and p not in outside]
             color = "#F1F8FE" if account.stage == view.stage else "#FFF3E0" if not account.stage else "#F5F5F5"
-            with cluster(_account_label(account, view.stage), color=color, size=20, bold=True):
+            with cluster(_account_label(account, view.stage), color=color, size=24, bold=True):
                 for kinds in GROUPS:
                     grouped = [p for p in inside if p.kind in kinds]
                     if grouped:
-                        with cluster(grouped[0].title, color="#FFFFFF", size=15):
+                        with cluster(grouped[0].title, color="#FFFFFF", size=17):
                             for part in grouped:
                                 _draw_part(part, nodes, anchors)
                 for part in inside:
                     if not any(part.kind in kinds for kinds in GROUPS):
                         _draw_part(part, nodes, anchors)
                 if note := _plumbing_note(view, account.stage):
-                    text(f"{account.stage or 'Tooling'}.plumbing", note, fontcolor="#555555", fontsize="12")
+                    text(f"{account.stage or 'Tooling'}.plumbing", note, fontcolor="#555555", fontsize="15")
         for flow in view.flows:
             _draw_flow(flow, view, nodes, anchors)
         _stack_accounts(view, nodes, anchors)

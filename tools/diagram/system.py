@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from tools.diagram.graph import IMAGE, Assembly, DiagramError, Key, Resource
 
 REQUEST, LIFECYCLE, PROMOTION = "request", "lifecycle", "promotion"
+# The event SageMaker sends when a model package's approval changes (the registry's approval rules match it):
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-staging-construct-event-bridge.html
 APPROVAL_EVENT = "SageMaker Model Package State Change"
 
 
@@ -94,6 +96,9 @@ PARTS: tuple[PartRule, ...] = (
         detail=lambda r, a: f"Strands agent\n{r.properties.get('AgentRuntimeName', '')}",
     ),
     PartRule("endpoint", "SageMaker endpoint", "aws.ml.Sagemaker", ("AWS::SageMaker::Endpoint",), detail=_endpoint),
+    # An adapter component names its base in Specification.BaseInferenceComponentName ("only ... to create an adapter
+    # inference component": https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_InferenceComponentSpecification.html,
+    # in CloudFormation: aws-properties-sagemaker-inferencecomponent-inferencecomponentspecification.html).
     PartRule(
         "adapter_component",
         "LoRA adapter component",
