@@ -53,7 +53,7 @@ class Stack:
     images: dict[str, Path]  # container image assets: hash -> staged build directory
 
 
-def _stacks_of(directory: Path, stage: str) -> list[tuple[dict, Stack]]:
+def _stacks_of(directory: Path, stage: str) -> list[Stack]:
     manifest = json.loads((directory / "manifest.json").read_text())
     artifacts = manifest["artifacts"]
     found = []
@@ -77,7 +77,7 @@ def _stacks_of(directory: Path, stage: str) -> list[tuple[dict, Stack]]:
             depends_on=[artifacts[d].get("displayName", d) for d in a.get("dependencies", []) if d in artifacts],
             images=images,
         )
-        found.append((a, stack))
+        found.append(stack)
     return found
 
 
@@ -103,8 +103,7 @@ def mentions(text: str, name: str) -> bool:
 class Assembly:
     """The stacks and resources of a cloud assembly, and the references between resources."""
 
-    def __init__(self, outdir: Path, *, without: tuple[str, ...] = ()):
-        """`without`: display names of stacks to leave out, as if they were not synthesized."""
+    def __init__(self, outdir: Path):
         outdir = Path(outdir)
         if not (outdir / "manifest.json").exists():
             raise DiagramError(f"no cloud assembly in {outdir}: run `make synth` first")
@@ -118,7 +117,7 @@ class Assembly:
         loaded = _stacks_of(outdir, "") + [
             s for stage in self.stages for s in _stacks_of(outdir / f"assembly-{stage}", stage)
         ]
-        self.stacks = {s.name: s for _, s in loaded if s.name not in without}
+        self.stacks = {s.name: s for s in loaded}
         self.resources: dict[Key, Resource] = {}
         for stack in self.stacks.values():
             for logical, r in stack.template.get("Resources", {}).items():
@@ -144,9 +143,6 @@ class Assembly:
     def has(self, key: Key) -> bool:
         """Whether the assembly holds this resource (or, for (name, ""), this stack)."""
         return key in self.resources or (key[1] == "" and key[0] in self.stacks)
-
-    def stage_of(self, key: Key) -> str:
-        return self.stacks[key[0]].stage if key[0] in self.stacks else ""
 
     def of_stacks(self, names) -> list[Resource]:
         return [r for r in self.resources.values() if r.stack in names]
