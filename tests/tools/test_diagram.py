@@ -391,6 +391,7 @@ def _tiny_app(out: Path, image_dir: Path) -> None:
             {"id": "Pipeline", "arn": Fn.sub("arn:aws:codepipeline:us-east-1:444444444444:${P}", {"P": pipeline.ref})}
         ],
     )
+    events.CfnRule(tooling, "Nightly", schedule_expression="rate(1 day)")  # not about approvals: no part
     app.synth()
 
 
@@ -411,6 +412,7 @@ def test_adapter_components_tracking_servers_buses_and_images_become_parts(tiny)
     assert parts["Prod.adapter_component"].detail == "clinical-lora"
     assert parts["Dev.mlflow"].detail == "tracking server mlflow"
     assert parts["Tooling.event_bus"].detail == BUS
+    assert [p.id for p in view.parts if p.kind == "pipeline_trigger"] == ["Tooling.pipeline_trigger"]
     assert parts["Dev.image"].detail == "FROM public.ecr.aws/docker/library/python:3.11-slim"
     assert assembly.resources[parts["Dev.image"].resources[0]].type == IMAGE
     assert {

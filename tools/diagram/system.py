@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tools.diagram.graph import IMAGE, Assembly, DiagramError, Key, Resource
+from tools.diagram.graph import IMAGE, Assembly, DiagramError, Key, Resource, Stack
 
 REQUEST, LIFECYCLE, PROMOTION = "request", "lifecycle", "promotion"
 # The event SageMaker sends when a model package's approval changes (the registry's approval rules match it):
@@ -177,6 +177,7 @@ PARTS: tuple[PartRule, ...] = (
         "aws.integration.EventbridgeRule",
         ("AWS::Events::Rule",),
         tooling=True,
+        where=_is_approval_rule,  # the forwarded event keeps its detail-type
         detail=lambda r, a: "starts the delivery pipeline",
     ),
     PartRule(
@@ -257,7 +258,6 @@ class Account:
     stage: str  # "" for the tooling account
     account: str
     region: str
-    stacks: tuple[str, ...]
 
 
 @dataclass
@@ -508,12 +508,10 @@ def read_system(assembly: Assembly, stage: str) -> SystemView:
         parts += [p for p in by_stage[other] if p in own or p in near] + [_stacks_part(assembly, other)]
     flows = _flows(assembly, parts)
     flows += [Flow(step.id, f"{step.deploys}.stacks", "", PROMOTION) for p in parts for step in p.steps if step.deploys]
-    accounts = [
-        Account(s, first.account, first.region, tuple(n.name for n in group))
-        for s in ["", *assembly.stages]
-        if (group := [x for x in assembly.stacks.values() if x.stage == s])
-        for first in group[:1]
-    ]
+    first: dict[str, Stack] = {}  # an account's first stack says where it is
+    for s in assembly.stacks.values():
+        first.setdefault(s.stage, s)
+    accounts = [Account(s, first[s].account, first[s].region) for s in ["", *assembly.stages] if s in first]
     plumbing = {
         s: _plumbing(assembly, [x.name for x in assembly.stacks.values() if x.stage == s], parts) for s in ("", stage)
     }
