@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup synth test check format bench diff deploy snapshot diagram demo mlflow-ui lint clean
+.PHONY: help setup graphviz synth test check format bench diff deploy snapshot diagram demo mlflow-ui lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,12 +34,22 @@ node_modules/.stamp: package.json package-lock.json
 
 setup: $(VENV)/.stamp node_modules/.stamp ## create the virtualenv and install the pinned CDK CLI
 
+# Graphviz's `dot` lays out and renders the architecture pictures (the `diagrams` library calls it); its fonts make
+# them readable. Debian's packages, installed like the rest of the toolchain where apt-get is available.
+GRAPHVIZ_PACKAGES := graphviz fonts-dejavu-core
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+graphviz: ## install Graphviz (dot) for the diagrams if it is missing (apt-get; elsewhere it says what to install)
+	@command -v dot >/dev/null || { \
+		command -v apt-get >/dev/null || { echo "Graphviz's dot is missing: install Graphviz (https://graphviz.org/download/)" >&2; exit 1; }; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $(GRAPHVIZ_PACKAGES) >/dev/null; }
+
 synth: setup ## synthesize every environment into cdk.out and print a summary
 	rm -rf cdk.out
 	$(CDK) synth --quiet "**"   # "**" selects the stacks inside the stages, so compliance findings fail here
 	$(PY) -m tools.summary cdk.out
 
-test: setup ## run every test
+test: setup graphviz ## run every test
 	$(PY) -m pytest
 
 check: setup ## format check, lint and type check (ruff, mypy), as CI runs them
@@ -64,8 +74,9 @@ deploy: setup ## deploy one environment directly: make deploy ENV=dev (needs cre
 	$(CDK) deploy "$$($(PY) -c 'from stacks.settings import load_environment as l; print(l("$(ENV)").stage_id)')/*" \
 		-c environments=$(ENV) --require-approval broadening
 
-diagram: synth ## render docs/architecture.png from the synthesized app (STAGE=Prod; one cluster per stack)
-	$(PY) -m tools.diagram cdk.out --stage $(or $(STAGE),Prod) --output docs/architecture.png
+diagram: synth graphviz ## draw docs/architecture.png (the system) and docs/architecture-detail.png (every construct) from cdk.out (STAGE=Prod)
+	$(PY) -m tools.diagram cdk.out --stage $(or $(STAGE),Prod) \
+		--output docs/architecture.png --detail-output docs/architecture-detail.png
 
 lint: synth ## cfn-lint over every synthesized template
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json')

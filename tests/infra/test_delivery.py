@@ -18,7 +18,6 @@ from stacks.delivery_stack import HEALTH_CHECKS, _output, bootstrap_role_arn
 from stacks.settings import ConfigError, load_delivery, load_environment
 from tests.infra.conftest import ROOT, make_app, template
 from tools.assembly import missing_context
-from tools.diagram import DiagramError, read_architecture, render
 
 PRE_STAGES = ["Source", "Build", "UpdatePipeline", "Assets"]
 
@@ -287,29 +286,3 @@ def test_delivery_switch_rejects_other_values():
 def test_app_without_the_pipeline_has_no_delivery_stack():
     app = make_app(environments="", delivery="false")
     assert build_app(app) == {} and app.node.try_find_child(DELIVERY_STACK_ID) is None
-
-
-# --- the architecture diagram (make diagram) ---------------------------------------------------------------
-
-
-def test_diagram_draws_one_cluster_per_stack_and_arrows_only_toward_dependencies(delivery):
-    arch = read_architecture(Path(delivery.node.scope.outdir), "Prod")
-    prod = delivery.node.scope.node.find_child("Prod")
-    expected = sorted(s.node.path for s in prod.node.children if isinstance(s, Stack))
-    assert [c.name for c in arch.clusters][0] == DELIVERY_STACK_ID
-    assert sorted(c.name for c in arch.clusters[1:]) == expected == sorted(arch.deploys)
-    assert all(c.components for c in arch.clusters)
-    depends = {c.name: set(c.depends_on) for c in arch.clusters}
-    across = [(s, t) for s, t in arch.edges if s[0] != t[0]]
-    assert across and all(t[0] in depends[s[0]] for s, t in across)
-
-
-def test_diagram_renders_the_same_png_twice(delivery, tmp_path):
-    arch = read_architecture(Path(delivery.node.scope.outdir), "Dev", delivery=False)
-    first, second = (render(arch, tmp_path / f"{i}.png", title="t").read_bytes() for i in (1, 2))
-    assert first.startswith(b"\x89PNG") and first == second
-
-
-def test_diagram_names_the_synthesized_stages_when_asked_for_another(delivery):
-    with pytest.raises(DiagramError, match="stage 'Qa' is not in .*; synthesized stages: Dev, Prod, Staging"):
-        read_architecture(Path(delivery.node.scope.outdir), "Qa")
