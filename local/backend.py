@@ -89,6 +89,14 @@ def _check_number(body: dict, key: str, ok: Callable[[Any], bool], expected: str
         raise BadRequest(f"{key}: must be {expected}, not {v!r}")
 
 
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and v >= 1
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float))
+
+
 def parse_chat(raw: bytes) -> dict:
     try:
         body = json.loads(raw)
@@ -100,9 +108,9 @@ def parse_chat(raw: bytes) -> dict:
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise BadRequest("messages: a non-empty list of message objects is required")
     for key in ("max_tokens", "max_completion_tokens"):
-        _check_number(body, key, lambda v: isinstance(v, int) and v >= 1, "a positive integer")
-    for key, hi in (("temperature", 2.0), ("top_p", 1.0)):
-        _check_number(body, key, lambda v, hi=hi: isinstance(v, (int, float)) and 0 <= v <= hi, f"between 0 and {hi}")
+        _check_number(body, key, _positive_int, "a positive integer")
+    _check_number(body, "temperature", lambda v: _number(v) and 0 <= v <= 2, "between 0 and 2.0")
+    _check_number(body, "top_p", lambda v: _number(v) and 0 <= v <= 1, "between 0 and 1.0")
     if not isinstance(body.get("tools") or [], list):
         raise BadRequest("tools: must be a list")
     return body

@@ -31,9 +31,13 @@ class Server:
     def __init__(self, cmd: list[str], port: int, *, env: dict | None = None, log: Path | None = None):
         self.port, self.url = port, f"http://127.0.0.1:{port}"
         self.log = log
-        out = open(log, "wb") if log else subprocess.DEVNULL
+        self._out = open(log, "wb") if log else None  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self._out or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, path: str = "/health", timeout: float = 60.0, status: int | None = 200) -> Server:
@@ -62,6 +66,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        if self._out:
+            self._out.close()
         return self.proc.returncode
 
 
