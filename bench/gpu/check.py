@@ -73,10 +73,11 @@ def build_model(root: Path, dry_run: bool) -> tuple[Path, Path]:
             bos_token_id=tok.convert_tokens_to_ids("<|begin_of_text|>"),
             eos_token_id=eot,
             pad_token_id=tok.convert_tokens_to_ids("<|finetune_right_pad_id|>"),
-            torch_dtype="bfloat16",
         )
         torch.manual_seed(0)
-        LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(base)
+        model = LlamaForCausalLM(config)
+        model.bfloat16()
+        model.save_pretrained(base)
     return base, build_tiny_adapter(base, root / "adapter", rank=8)
 
 

@@ -190,14 +190,24 @@ class Proxied(Response):
         self.status_code, self.background, self.raw_headers = 200, None, []
 
     async def __call__(self, scope, receive, send) -> None:
-        exchange = asyncio.ensure_future(self._exchange(send))
-        gone = asyncio.ensure_future(_client_gone(receive))
+        exchange, abandoned = asyncio.current_task(), False
+
+        async def watch() -> None:  # one task beside the exchange: the cheapest way to notice a departure
+            nonlocal abandoned
+            await _client_gone(receive)
+            abandoned = True
+            if exchange is not None:
+                exchange.cancel()
+
+        watcher = asyncio.ensure_future(watch())
         try:
-            await asyncio.wait({exchange, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await self._exchange(send)
+        except asyncio.CancelledError:
+            if not abandoned or exchange is None:
+                raise
+            exchange.uncancel()  # the client left: the engine request went with it; nothing more to do
         finally:
-            gone.cancel()
-            exchange.cancel()  # a no-op when it finished; else the client left and the engine request goes
-            await asyncio.gather(exchange, gone, return_exceptions=True)
+            watcher.cancel()
 
     async def _exchange(self, send) -> None:
         upstream, relayed = None, False
