@@ -112,6 +112,7 @@ class InferenceStack(Stack):
                     variant_name=VARIANT,  # no ModelName: the models come with the inference components
                     instance_type=inf.instance_type,
                     initial_instance_count=inf.initial_instance_count,
+                    inference_ami_version=inf.inference_ami_version,  # the driver the SGLang image's CUDA needs
                     managed_instance_scaling=sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
                         status="ENABLED",
                         min_instance_count=inf.min_instance_count,

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stacks import sglang_check
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
 PROTECTED_ENVIRONMENTS = ("staging", "prod")
@@ -65,6 +67,19 @@ ACCELERATORS: dict[str, int] = {
     "ml.p5.48xlarge": 8,
     "ml.p5e.48xlarge": 8,
 }
+
+
+# NVIDIA driver (major) of each GPU InferenceAmiVersion, as botocore's ProductionVariant documents them
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariant.html, InferenceAmiVersion).
+INFERENCE_AMI_DRIVERS: dict[str, int] = {
+    "al2-ami-sagemaker-inference-gpu-2": 535,
+    "al2-ami-sagemaker-inference-gpu-2-1": 535,
+    "al2-ami-sagemaker-inference-gpu-3-1": 550,
+    "al2023-ami-sagemaker-inference-gpu-4-1": 580,
+}
+# The oldest driver that runs an application built with each CUDA major (minor version compatibility):
+# https://docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html
+CUDA_MINIMUM_DRIVER: dict[int, int] = {12: 525, 13: 580}
 
 
 # CloudWatch Logs accepts only these retention periods.
@@ -184,9 +199,25 @@ ComponentName = Annotated[str, AfterValidator(_component_name)]
 # An S3 key prefix: relative, ends with "/".
 KeyPrefix = Annotated[str, Field(pattern=r"^[\w.=-]+(/[\w.=-]+)*/$")]
 # SageMaker mounts a model's S3 data here.
-MODEL_DIR = "/opt/ml/model"
+MODEL_DIR = sglang_check.MODEL_DIR
 # SageMaker limits on a container's environment.
 MAX_ENVIRONMENT, MAX_ENVIRONMENT_VALUE = 16, 1024
+
+
+class SpeculativeSettings(_Model):
+    """Speculative decoding for one base model (SGLang ``--speculative-*``; containers/sglang/README.md).
+
+    ``algorithm`` is one of the manifest's (containers/sglang/manifest.json): ``NGRAM`` drafts from the
+    request's own text and needs no draft model; ``EAGLE3``/``EAGLE`` need a draft trained for the base,
+    staged with the weights (``draft``: its folder inside the model data, mounted under /opt/ml/model).
+    The sizes left unset take SGLang's defaults for the algorithm."""
+
+    algorithm: str = Field(pattern=r"^[A-Z0-9_]+$")
+    draft: str | None = Field(None, pattern=r"^[\w.=-]+(/[\w.=-]+)*$")  # relative to the model data
+    draft_model_id: str | None = None  # where the draft came from (e.g. a Hugging Face id), for the record
+    num_steps: int | None = Field(None, ge=1)
+    eagle_topk: int | None = Field(None, ge=1)
+    num_draft_tokens: int | None = Field(None, ge=2)
 
 
 class ModelSettings(_Model):
@@ -206,24 +237,14 @@ class ModelSettings(_Model):
     max_lora_rank: int = Field(64, ge=1)
     lora_target_modules: list[str] = Field(["all"], min_length=1)
     tool_call_parser: str = "llama3"
-    # EAGLE3 draft weights: a prefix inside artifact_prefix (SageMaker mounts one S3 prefix per model).
-    draft_model_prefix: KeyPrefix | None = None
+    speculative: SpeculativeSettings | None = None
     environment: dict[str, str] = {}  # more SM_SGLANG_* flags (see containers/sglang/README.md)
 
     @model_validator(mode="after")
     def _valid(self) -> ModelSettings:
         if self.min_copies > self.max_copies:
             raise ValueError(f"min_copies ({self.min_copies}) exceeds max_copies ({self.max_copies})")
-        if self.draft_model_prefix and (
-            self.draft_model_prefix == self.artifact_prefix
-            or not self.draft_model_prefix.startswith(self.artifact_prefix)
-        ):
-            raise ValueError(
-                f"draft_model_prefix: {self.draft_model_prefix!r} must lie inside "
-                f"artifact_prefix {self.artifact_prefix!r} "
-                f"(SageMaker mounts one S3 prefix per model at {MODEL_DIR})"
-            )
-        derived = self._derived_environment()
+        derived = self._derived_fields()
         for key, value in self.environment.items():
             if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key):
                 raise ValueError(f"environment.{key}: not a valid environment variable name")
@@ -236,28 +257,38 @@ class ModelSettings(_Model):
                 f"environment: {len(self.environment)} entries plus {len(derived)} set from the model's fields "
                 f"make {n}; SageMaker allows at most {MAX_ENVIRONMENT}"
             )
+        # The container refuses at start-up what it cannot run; synth refuses it first (stacks/sglang_check.py).
+        if errors := sglang_check.check_environment(self.container_environment):
+            fields = {var: name for var, (name, _) in derived.items()}
+            raise ValueError(
+                "the SGLang container would refuse these settings:\n    "
+                + "\n    ".join(f"{fields.get(var, f'environment.{var}')} ({var}): {why}" for var, why in errors)
+            )
         return self
 
-    def _derived_environment(self) -> dict[str, str]:
+    def _derived_fields(self) -> dict[str, tuple[str, str]]:
+        """The container variables set from this model's fields: variable -> (field, value)."""
         env = {
-            "SM_SGLANG_SERVED_MODEL_NAME": self.name,
-            "SM_SGLANG_TOOL_CALL_PARSER": self.tool_call_parser,
-            "SM_SGLANG_ENABLE_LORA": str(self.lora).lower(),
+            "SM_SGLANG_SERVED_MODEL_NAME": ("name", self.name),
+            "SM_SGLANG_TOOL_CALL_PARSER": ("tool_call_parser", self.tool_call_parser),
+            "SM_SGLANG_ENABLE_LORA": ("lora", str(self.lora).lower()),
         }
         if self.lora:
-            env["SM_SGLANG_MAX_LORA_RANK"] = str(self.max_lora_rank)
-            env["SM_SGLANG_LORA_TARGET_MODULES"] = " ".join(self.lora_target_modules)
-        if self.draft_model_prefix:
-            env["SM_SGLANG_SPECULATIVE_ALGORITHM"] = "EAGLE3"
-            env["SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH"] = (
-                f"{MODEL_DIR}/{self.draft_model_prefix[len(self.artifact_prefix) :].rstrip('/')}"
-            )
+            env["SM_SGLANG_MAX_LORA_RANK"] = ("max_lora_rank", str(self.max_lora_rank))
+            env["SM_SGLANG_LORA_TARGET_MODULES"] = ("lora_target_modules", " ".join(self.lora_target_modules))
+        if spec := self.speculative:
+            env["SM_SGLANG_SPECULATIVE_ALGORITHM"] = ("speculative.algorithm", spec.algorithm)
+            if spec.draft:
+                env["SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH"] = ("speculative.draft", f"{MODEL_DIR}/{spec.draft}")
+            for size in ("num_steps", "eagle_topk", "num_draft_tokens"):
+                if (value := getattr(spec, size)) is not None:
+                    env[f"SM_SGLANG_SPECULATIVE_{size.upper()}"] = (f"speculative.{size}", str(value))
         return env
 
     @property
     def container_environment(self) -> dict[str, str]:
         """The SGLang container's environment: the model's fields as SM_SGLANG_* variables, then ``environment``."""
-        return {**self._derived_environment(), **self.environment}
+        return {**{var: value for var, (_, value) in self._derived_fields().items()}, **self.environment}
 
 
 class AdapterSettings(_Model):
@@ -288,12 +319,30 @@ class InferenceSettings(_Model):
     adapter_artifact_prefix: KeyPrefix = "pipeline/"
     latency_alarm_ms: int = Field(20000, ge=1)
     error_alarm_count: int = Field(5, ge=1)  # 4xx or 5xx responses per 5 minutes, twice in a row
+    # The endpoint's host image (GPU driver). The SGLang image's CUDA needs a driver at least this new.
+    inference_ami_version: str = "al2023-ami-sagemaker-inference-gpu-4-1"
 
     @field_validator("instance_type")
     @classmethod
     def _known_instance(cls, v: str) -> str:
         if v not in ACCELERATORS:
             raise ValueError(f"unknown instance type {v!r}; known: {', '.join(sorted(ACCELERATORS))}")
+        return v
+
+    @field_validator("inference_ami_version")
+    @classmethod
+    def _driver_runs_the_image(cls, v: str) -> str:
+        if v not in INFERENCE_AMI_DRIVERS:
+            raise ValueError(f"{v!r} is not a GPU inference AMI; known: {', '.join(INFERENCE_AMI_DRIVERS)}")
+        image = sglang_check.manifest()["image"]
+        cuda = image["cuda"]
+        needed = CUDA_MINIMUM_DRIVER[int(cuda.split(".")[0])]
+        if INFERENCE_AMI_DRIVERS[v] < needed:
+            fits = [ami for ami, driver in INFERENCE_AMI_DRIVERS.items() if driver >= needed]
+            raise ValueError(
+                f"{v} has NVIDIA driver {INFERENCE_AMI_DRIVERS[v]}; the SGLang image {image['repository']}:"
+                f"{image['tag']} is built on CUDA {cuda}, which needs driver {needed} or newer ({', '.join(fits)})"
+            )
         return v
 
     @model_validator(mode="after")

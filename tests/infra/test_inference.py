@@ -22,7 +22,7 @@ QWEN = {
     "name": "qwen25-7b",
     "model_id": "Qwen/Qwen2.5-7B-Instruct",
     "artifact_prefix": "models/qwen2.5-7b/",
-    "draft_model_prefix": "models/qwen2.5-7b/eagle3/",
+    "speculative": {"algorithm": "EAGLE3", "draft": "eagle3"},
     "tool_call_parser": "qwen25",
     "lora": False,
     "min_copies": 1,
@@ -75,6 +75,7 @@ def test_endpoint_config_is_for_inference_components(stages, env):
     assert props["ExecutionRoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
     [variant] = props["ProductionVariants"]
     assert "ModelName" not in variant
+    assert variant["InferenceAmiVersion"] == inf.inference_ami_version
     assert (
         variant["InstanceType"] == inf.instance_type and variant["InitialInstanceCount"] == inf.initial_instance_count
     )
