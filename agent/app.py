@@ -47,6 +47,7 @@ from agent.errors import ConfigurationError, DiagnosisError, PatientNotFound
 log = logging.getLogger("agent.app")
 
 SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"
+EMULATOR_BIND_VAR = "AGENTCORE_EMULATOR_BIND"  # host:port, set only by local/agentcore.py
 LOCAL_ENDPOINT_VARS = ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB")
 _RETRYABLE = {"ModelNotReadyException", "ServiceUnavailable", "ThrottlingException", "TooManyRequestsException"}
 
@@ -203,8 +204,12 @@ def main(argv: list[str] | None = None) -> None:
         check_configuration(load_settings())  # fail fast on a bad environment or tracing configuration
     except ConfigurationError as e:
         parser.exit(2, f"{e}\n")
+    host, port = args.host or ("127.0.0.1" if args.local else None), args.port
+    if os.environ.get(EMULATOR_BIND_VAR):  # local/agentcore.py runs the package here: loopback, a free port
+        host, _, bound = os.environ[EMULATOR_BIND_VAR].rpartition(":")
+        port = int(bound)
     threading.Thread(target=_build_runtime, name="build-runtime", daemon=True).start()
-    app.run(port=args.port, host=args.host or ("127.0.0.1" if args.local else None))
+    app.run(port=port, host=host)
 
 
 def _build_runtime() -> None:

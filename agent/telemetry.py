@@ -31,7 +31,10 @@ import importlib.util
 import logging
 import os
 import re
+import threading
 from typing import Any
+
+from opentelemetry.sdk.trace import SpanProcessor
 
 from agent.errors import ConfigurationError
 
@@ -50,6 +53,9 @@ MLFLOW_ARN = re.compile(
 # MLflow costs seconds at start, not MLflow's default of 7 retries x 120 s.
 MLFLOW_CLIENT_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    # MLflow sends its traces to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT instead of the tracking URI when that
+    # is set -- and ADOT sets it (X-Ray). Here ADOT owns OTLP; MLflow's traces go to MLflow.
+    "MLFLOW_ENABLE_OTLP_EXPORTER": "false",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
@@ -137,9 +143,50 @@ def export_to_mlflow(tracking_uri: str, experiment_name: str, experiment_id: str
             str(e).splitlines()[0][:500],
         )
         return False
-    mlflow.strands.autolog(silent=True)  # MLflow's span processor on the current (ADOT's) provider
+    from mlflow.strands.autolog import StrandsSpanProcessor
+    from opentelemetry import trace
+
+    provider: Any = trace.get_tracer_provider()
+    provider.add_span_processor(InvocationTracesOnly(StrandsSpanProcessor()))  # beside ADOT's exporters
     log.info("traces exported to MLflow %s, experiment %s", tracking_uri, experiment.experiment_id)
     return True
+
+
+class InvocationTracesOnly(SpanProcessor):
+    """A span processor that hands ``inner`` (MLflow's) only the traces rooted at ``root`` -- one per
+    invocation (``agent.service`` starts it as a new trace, linked to the caller's span) -- and none of
+    the server's own spans (``GET /ping``, the ASGI request span, AWS calls outside an invocation)."""
+
+    def __init__(self, inner: Any, root: str = "clinical_request", keep: int = 4096) -> None:
+        self.inner, self.root, self.keep = inner, root, keep
+        self._traces: dict[int, None] = {}  # trace ids in flight, oldest first
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        trace_id = span.context.trace_id
+        with self._lock:
+            if span.parent is None and span.name == self.root:
+                self._traces[trace_id] = None
+                while len(self._traces) > self.keep:  # a trace whose root never ended
+                    self._traces.pop(next(iter(self._traces)))
+            elif trace_id not in self._traces:
+                return
+        self.inner.on_start(span, parent_context)
+
+    def on_end(self, span: Any) -> None:
+        trace_id = span.context.trace_id
+        with self._lock:
+            if trace_id not in self._traces:
+                return
+            if span.parent is None:
+                del self._traces[trace_id]
+        self.inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
 
 
 def configure_telemetry(settings: Any) -> Any:
