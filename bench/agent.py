@@ -76,6 +76,7 @@ def build_packages(root: Path) -> tuple[Path, Path]:
     shutil.copytree(ours, bare, copy_function=os.link)
     (bare / "main.py").unlink()
     (bare / "main.py").write_text(BARE_MAIN)
+    (bare / "main.py").chmod(0o755)
     return ours, bare
 
 
