@@ -36,7 +36,8 @@ from local.aws import LocalServer, free_port, provision, start_moto  # noqa: E40
 from stacks.agent_stack import observability_environment  # noqa: E402
 from stacks.constructs import agent_package as pkg  # noqa: E402
 
-BARE_MAIN = """import os
+BARE_MAIN = """#!/usr/bin/env python3
+import os
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 app = BedrockAgentCoreApp()
 @app.entrypoint
