@@ -210,7 +210,7 @@ def main() -> None:
         ).read()
         second = time.perf_counter() - t
         print(
-            f"first invocation (lazy imports) {first * 1000:.0f} ms, second {second * 1000:.0f} ms "
+            f"venv app: first invocation right after /ping {first * 1000:.0f} ms, second {second * 1000:.0f} ms "
             f"({first / second:.1f}x)"
         )
 
