@@ -164,7 +164,8 @@ def wait_for_mlflow_trace(url: str, experiment_name: str) -> list:
         experiment = client.get_experiment_by_name(experiment_name)
         return client.search_traces(locations=[experiment.experiment_id]) if experiment else []
 
-    return wait_for(traces, lambda ts: any("diagnose" in {s.name for s in t.data.spans} for t in ts))
+    # spans are logged as they end: wait for the whole tree (the root ends last)
+    return wait_for(traces, lambda ts: any(TREE <= {s.name for s in t.data.spans} for t in ts))
 
 
 def sensitive_values() -> list[str]:
@@ -184,7 +185,7 @@ def test_the_seed_case_is_answered_from_the_package_with_the_deployed_environmen
 def test_mlflow_receives_one_trace_through_the_signed_arn_path(deployed_run):
     stats = deployed_run["proxy"]
     assert stats["rejected"] == [] and stats["verified"] > 0  # every MLflow call was SigV4-signed for the App
-    (trace,) = [t for t in deployed_run["mlflow"] if "diagnose" in {s.name for s in t.data.spans}]
+    (trace,) = [t for t in deployed_run["mlflow"] if TREE <= {s.name for s in t.data.spans}]
     spans = {s.name: s for s in trace.data.spans}
     assert TREE <= set(spans)
     assert spans["clinical_request"].parent_id is None  # one tree per invocation, rooted at the request
