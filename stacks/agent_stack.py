@@ -39,6 +39,21 @@ MLFLOW_ACTIONS = [
 ]
 
 
+def observability_environment(*, record_prompts: bool) -> dict[str, str]:
+    """ADOT's settings for AgentCore observability (the entry point runs ``opentelemetry-instrument``):
+    https://docs.aws.amazon.com/bedrock-agentcore/latest/devguide/observability-configure.html. The runtime
+    adds the per-runtime ones itself (OTLP endpoints, log group headers, resource attributes). ADOT's own
+    instrumentations capture message content unless told not to: the content policy applies to both sinks."""
+    return {
+        "AGENT_OBSERVABILITY_ENABLED": "true",
+        "OTEL_PYTHON_DISTRO": "aws_distro",
+        "OTEL_PYTHON_CONFIGURATOR": "aws_configurator",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": str(record_prompts).lower(),
+    }
+
+
 def runtime_name(settings: EnvironmentSettings) -> str:
     """``<agent.runtime_name>_<environment>``: AgentCore names allow letters, digits and underscores only."""
     name = f"{settings.agent.runtime_name}_{re.sub(r'[^A-Za-z0-9]', '_', settings.name)}"
@@ -110,6 +125,7 @@ class AgentStack(Stack):
             "REPORTS_KMS_KEY_ID": key.key_arn,
             "RECORD_PROMPTS": str(agent.record_prompts).lower(),
             "MLFLOW_EXPERIMENT_NAME": settings.mlflow.experiment,
+            **observability_environment(record_prompts=agent.record_prompts),
         }
         if mlflow_tracking_uri:
             environment["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri

@@ -414,7 +414,7 @@ def test_the_staged_package_holds_the_agent_main_py_and_arm64_dependencies(templ
     staged = assembly_dir / f"asset.{prefix.removesuffix('.zip')}"
     assert (staged / "main.py").read_text() == pkg.MAIN_PY
     assert (staged / "agent" / "app.py").read_bytes() == (pkg.AGENT_DIR / "app.py").read_bytes()
-    assert not list(staged.glob("agent/**/__pycache__"))
+    assert (staged / "agent" / "__pycache__" / "app.cpython-311.pyc").is_file()  # bytecode ships (issue 20)
     assert (staged / "bedrock_agentcore").is_dir() and (staged / "strands").is_dir()
     native = list(staged.glob("pydantic_core/_pydantic_core*.so"))
     assert native and all("aarch64" in p.name for p in native)
@@ -510,7 +510,7 @@ def test_package_layout_starts_the_agent_app_on_all_interfaces_port_8080(source,
     out = tmp_path / "out"
     pkg.build_package(source.code, deps, out)
     assert (out / "fakedep" / "__init__.py").is_file() and (out / "agent" / "app.py").is_file()
-    assert not (out / "agent" / "__pycache__").exists()
+    assert (out / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes() != b"stale"  # compiled anew
     # The zip root is the working directory: `python main.py` imports the agent package and calls its main.
     proc = subprocess.run([sys.executable, "main.py"], cwd=out, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
