@@ -40,7 +40,9 @@ def pick(cloud: Cloud, group: str, version: int | None) -> dict[str, Any]:
     pending = [p for p in found if p["ModelApprovalStatus"] == PENDING]
     if not pending:
         latest = (
-            f"latest: version {found[0]['ModelPackageVersion']}, {found[0]['ModelApprovalStatus']}" if found else "empty"
+            f"latest: version {found[0]['ModelPackageVersion']}, {found[0]['ModelApprovalStatus']}"
+            if found
+            else "empty"
         )
         raise OpsError(
             f"nothing to approve: no version of {group} awaits approval ({latest}); train one with "
@@ -119,7 +121,8 @@ def card_lines(package: dict[str, Any]) -> list[str]:
 
 def show(cloud: Cloud, package: dict[str, Any]) -> None:
     group, version = package["ModelPackageGroupName"], package["ModelPackageVersion"]
-    console.print(f"[bold]{group} version {version}[/] ({package['ModelApprovalStatus']}), registered {package['CreationTime']:%Y-%m-%d %H:%M %Z}")
+    registered = f"{package['CreationTime']:%Y-%m-%d %H:%M %Z}"
+    console.print(f"[bold]{group} version {version}[/] ({package['ModelApprovalStatus']}), registered {registered}")
     containers = package.get("InferenceSpecification", {}).get("Containers", [])
     if containers:
         console.print(f"adapter: {containers[0].get('ModelDataUrl', '?')}")
@@ -133,7 +136,9 @@ def show(cloud: Cloud, package: dict[str, Any]) -> None:
     for line in card_lines(package):
         console.print(line)
     run_id = (report or {}).get("mlflow_run_id")
-    mlflow = f"MLflow run {run_id} in experiment {cloud.settings.mlflow.experiment} on {cloud.output(outputs.MLFLOW_ARN)}"
+    mlflow = (
+        f"MLflow run {run_id} in experiment {cloud.settings.mlflow.experiment} on {cloud.output(outputs.MLFLOW_ARN)}"
+    )
     console.print(f"training run: {mlflow if run_id else 'no MLflow run recorded'}")
     if found:
         train = next((s for s in found[1] if s["StepName"] == STEP_TRAIN), {})

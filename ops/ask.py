@@ -90,7 +90,10 @@ def runtime_ready(cloud: Cloud, runtime_arn: str, qualifier: str, wait: float) -
     def probe() -> tuple[bool, None, str]:
         runtime = control.get_agent_runtime(agentRuntimeId=runtime_id)
         endpoint = control.get_agent_runtime_endpoint(agentRuntimeId=runtime_id, endpointName=qualifier)
-        for what, item in ((f"runtime {runtime['agentRuntimeName']}", runtime), (f"its endpoint {qualifier}", endpoint)):
+        for what, item in (
+            (f"runtime {runtime['agentRuntimeName']}", runtime),
+            (f"its endpoint {qualifier}", endpoint),
+        ):
             status = item["status"]
             if status not in RUNTIME_WAIT | {"READY"}:
                 reason = item.get("failureReason") or "no reason given"
@@ -151,7 +154,9 @@ def capacity(cloud: Cloud, wait: float) -> None:
     described = cloud.client("sagemaker").describe_endpoint(EndpointName=endpoint)
     if described["EndpointStatus"] not in ("InService", "Updating"):
         reason = described.get("FailureReason") or "no reason given"
-        raise OpsError(f"endpoint {endpoint} is {described['EndpointStatus']} ({reason}); see make status ENV={cloud.env}")
+        raise OpsError(
+            f"endpoint {endpoint} is {described['EndpointStatus']} ({reason}); see make status ENV={cloud.env}"
+        )
     component, base = agent_components(cloud)
     if describe_component(cloud, component) is None:
         raise OpsError(
@@ -173,8 +178,9 @@ def capacity(cloud: Cloud, wait: float) -> None:
         return
     if (state or {}).get("InferenceComponentStatus") not in COMPONENT_WAIT:
         console.print(
-            f"endpoint {endpoint} is scaled to zero: component {base} has no copy. A request that finds no capacity "
-            f"starts one; an instance then boots and loads the weights, which takes several minutes ({SCALE_FROM_ZERO})."
+            f"endpoint {endpoint} is scaled to zero: component {base} has no copy. A request that finds no "
+            "capacity starts one; an instance then boots and loads the weights, which takes several minutes "
+            f"({SCALE_FROM_ZERO})."
         )
         wake(cloud, endpoint, base)
         console.print(f"sent that request; waiting up to {duration(wait)} for a copy (--wait SECONDS)")
@@ -185,7 +191,10 @@ def capacity(cloud: Cloud, wait: float) -> None:
         timeout=wait,
         waiting_for=f"a copy of {base} on {endpoint}",
         resume=resume,
-        on_timeout=f"the scale-out continues in SageMaker; check its alarm and the endpoint (make status ENV={cloud.env}), then {resume}",
+        on_timeout=(
+            "the scale-out continues in SageMaker; check its alarm and the endpoint "
+            f"(make status ENV={cloud.env}), then {resume}"
+        ),
     )
     console.print(f"[green]✓[/] {base} has a copy")
 
@@ -267,7 +276,9 @@ def run(cloud: Cloud, *, prompt: str | None, case: Path | None, new_session: boo
     capacity(cloud, wait)
     session, reused = session_for(cloud, runtime_arn, new=new_session)
     kept = "continuing" if reused else "new"
-    console.print(f"session {session} ({kept}; kept in {session_file(cloud.env)} for follow-ups, --new-session starts another)")
+    console.print(
+        f"session {session} ({kept}; kept in {session_file(cloud.env)} for follow-ups, --new-session starts another)"
+    )
     summary = invoke(cloud, runtime_arn, qualifier, session, payload)
     where(cloud, runtime_arn, qualifier, session, summary)
     return summary

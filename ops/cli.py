@@ -67,7 +67,9 @@ def bootstrap(
     env: Env,
     execution_policy: Annotated[
         list[str] | None,
-        typer.Option(help="IAM policy ARN CloudFormation deploys with (repeatable); required with the pipeline's trust"),
+        typer.Option(
+            help="IAM policy ARN CloudFormation deploys with (repeatable); required with the pipeline's trust"
+        ),
     ] = None,
     trust: Annotated[bool, typer.Option(help="trust the delivery pipeline's account (config/delivery.yaml)")] = True,
     dry_run: Annotated[bool, typer.Option(help="print the cdk command without running it")] = False,
@@ -106,7 +108,9 @@ def weights(
 @explained
 def data(
     env: Env,
-    source: Annotated[Path | None, typer.Option("--from", help="a JSON-lines file of records to upload instead")] = None,
+    source: Annotated[
+        Path | None, typer.Option("--from", help="a JSON-lines file of records to upload instead")
+    ] = None,
     count: Annotated[int, typer.Option(min=1, help="records to generate")] = 2000,
     seed: Annotated[int, typer.Option(help="generator seed (same seed, same records)")] = 7,
     replace: Annotated[bool, typer.Option(help="remove other files under the dataset prefix")] = False,
@@ -150,7 +154,9 @@ def train(
 @explained
 def approve(
     env: Env,
-    version: Annotated[int | None, typer.Option(min=1, help="the version (default: the newest awaiting approval)")] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="the version (default: the newest awaiting approval)")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="approve without asking")] = False,
 ) -> None:
     """Show the candidate model version (metrics, quality gate, model card, training run) and approve it."""

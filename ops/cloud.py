@@ -79,7 +79,9 @@ class Cloud:
         name = stack_name(self.settings, output.component)
         stack = self.stack(output.component)
         if stack is None:
-            raise OpsError(f"stack {name} is not deployed in {self.region}: deploy it first (make deploy ENV={self.env})")
+            raise OpsError(
+                f"stack {name} is not deployed in {self.region}: deploy it first (make deploy ENV={self.env})"
+            )
         values = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         if output.key not in values:
             raise OpsError(

@@ -55,7 +55,9 @@ class _Prices:
     def instance(self, instance_type: str) -> float:
         hourly = self.table["sagemaker_instance_hour"]
         if instance_type not in hourly:
-            raise OpsError(f"no price for {instance_type} in {self.region} in ops/prices.yaml (sagemaker_instance_hour)")
+            raise OpsError(
+                f"no price for {instance_type} in {self.region} in ops/prices.yaml (sagemaker_instance_hour)"
+            )
         return float(hourly[instance_type])
 
     def __getitem__(self, key: str) -> Any:
@@ -154,6 +156,8 @@ def show(e: Envelope, prices: dict[str, Any]) -> None:
 
 def run(settings: list[EnvironmentSettings]) -> None:
     prices = load_prices()
-    console.print(f"prices: ops/prices.yaml, {prices['currency']}, retrieved {prices['retrieved']} ({prices['source']})")
+    console.print(
+        f"prices: ops/prices.yaml, {prices['currency']}, retrieved {prices['retrieved']} ({prices['source']})"
+    )
     for s in settings:
         show(envelope(s, prices), prices)

@@ -64,10 +64,10 @@ def existing_log_groups(cloud: Cloud, prefix: str) -> list[str]:
     return [g["logGroupName"] for g in groups]
 
 
-def unmanaged_components(cloud: Cloud, endpoint: str) -> list[str]:
+def unmanaged_components(cloud: Cloud, endpoint: str, owned_resources: list[dict]) -> list[str]:
     owned = {
         r["PhysicalResourceId"].rsplit("/", 1)[-1].lower()
-        for r in stack_resources(cloud, "Inference")
+        for r in owned_resources
         if r["ResourceType"] == "AWS::SageMaker::InferenceComponent"
     }
     listed = cloud.client("sagemaker").list_inference_components(EndpointNameEquals=endpoint, MaxResults=100)
@@ -78,26 +78,29 @@ def unmanaged_components(cloud: Cloud, endpoint: str) -> list[str]:
 def plan(cloud: Cloud) -> Plan:
     p = Plan()
     deployed = [c for c in components(cloud.settings) if cloud.stack(c) is not None]
+    owned = {c: stack_resources(cloud, c) for c in deployed}
     sm = cloud.client("sagemaker")
     if "Mlops" in deployed:
         pipeline = cloud.output(outputs.PIPELINE_NAME)
         executions = sm.list_pipeline_executions(PipelineName=pipeline, MaxResults=100)["PipelineExecutionSummaries"]
         p.executions = [e["PipelineExecutionArn"] for e in executions if e["PipelineExecutionStatus"] in RUNNING]
         group = cloud.output(outputs.MODEL_PACKAGE_GROUP)
-        p.packages = [v["ModelPackageArn"] for v in sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]]
+        p.packages = [
+            v["ModelPackageArn"] for v in sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+        ]
     prefixes = []
     if "Inference" in deployed:
         p.endpoint = cloud.output(outputs.ENDPOINT_NAME)
-        p.components = unmanaged_components(cloud, p.endpoint)
+        p.components = unmanaged_components(cloud, p.endpoint, owned["Inference"])
         named = cloud.output(outputs.BASE_COMPONENTS).split(",") + cloud.output(outputs.ADAPTER_COMPONENTS).split(",")
         prefixes += [f"/aws/sagemaker/Endpoints/{p.endpoint}"]
         prefixes += [f"/aws/sagemaker/InferenceComponents/{c}" for c in sorted({*named, *p.components}) if c]
-    for c in deployed:
-        prefixes += [
-            f"/aws/lambda/{r['PhysicalResourceId']}"
-            for r in stack_resources(cloud, c)
-            if r["ResourceType"] == "AWS::Lambda::Function"
-        ]
+    prefixes += [
+        f"/aws/lambda/{r['PhysicalResourceId']}"
+        for found in owned.values()
+        for r in found
+        if r["ResourceType"] == "AWS::Lambda::Function"
+    ]
     p.log_groups = sorted({g for prefix in prefixes for g in existing_log_groups(cloud, prefix)})
     return p
 
@@ -106,11 +109,16 @@ def show(cloud: Cloud, p: Plan) -> None:
     s = cloud.settings
     console.print(f"[bold]destroy {s.name}[/] (account {s.account}, {s.region}), in this order:")
     console.print(f"  1. stop {len(p.executions)} running pipeline execution(s)")
-    console.print(f"  2. delete {len(p.components)} inference component(s) CloudFormation does not own: {', '.join(p.components) or '-'}")
+    owned_elsewhere = ", ".join(p.components) or "-"
+    console.print(
+        f"  2. delete {len(p.components)} inference component(s) CloudFormation does not own: {owned_elsewhere}"
+    )
     console.print(f"  3. delete {len(p.packages)} model registry version(s)")
     stacks = [stack_name(s, c) for c in components(s) if cloud.stack(c) is not None]
     console.print(f"  4. cdk destroy {', '.join(stacks) or '(no stack deployed)'}")
-    console.print(f"  5. delete {len(p.log_groups)} log group(s) the services created: {', '.join(p.log_groups) or '-'}")
+    console.print(
+        f"  5. delete {len(p.log_groups)} log group(s) the services created: {', '.join(p.log_groups) or '-'}"
+    )
 
 
 def delete_components(cloud: Cloud, endpoint: str, names: list[str]) -> None:
@@ -120,7 +128,10 @@ def delete_components(cloud: Cloud, endpoint: str, names: list[str]) -> None:
         console.print(f"  deleting inference component {name}")
 
     def gone() -> tuple[bool, None, str]:
-        left = {c["InferenceComponentName"] for c in sm.list_inference_components(EndpointNameEquals=endpoint, MaxResults=100)["InferenceComponents"]}
+        left = {
+            c["InferenceComponentName"]
+            for c in sm.list_inference_components(EndpointNameEquals=endpoint, MaxResults=100)["InferenceComponents"]
+        }
         still = sorted(left & set(names))
         return not still, None, f"still deleting {', '.join(still)}"
 

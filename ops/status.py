@@ -4,8 +4,7 @@ being served and its registry version, the last pipeline execution, the agent ru
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
@@ -76,7 +75,9 @@ def endpoint_lines(cloud: Cloud) -> list[str]:
         if component in bases:
             current = runtime.get("CurrentCopyCount", 0)
             zero = " — scaled to zero" if current == 0 else ""
-            lines.append(f"{component:<20} {status:<10} copies {current} (desired {runtime.get('DesiredCopyCount', 0)}){zero}")
+            lines.append(
+                f"{component:<20} {status:<10} copies {current} (desired {runtime.get('DesiredCopyCount', 0)}){zero}"
+            )
         else:
             base = state.get("Specification", {}).get("BaseInferenceComponentName", "?")
             lines.append(f"{component:<20} {status:<10} adapter on {base}")
@@ -97,7 +98,10 @@ def serving_lines(cloud: Cloud) -> list[str]:
     if not package:
         group = cloud.output(outputs.MODEL_PACKAGE_GROUP)
         approved = sm.list_model_packages(
-            ModelPackageGroupName=group, ModelApprovalStatus="Approved", SortBy="CreationTime", SortOrder="Descending",
+            ModelPackageGroupName=group,
+            ModelApprovalStatus="Approved",
+            SortBy="CreationTime",
+            SortOrder="Descending",
             MaxResults=MATCH_SCAN,
         )["ModelPackageSummaryList"]
         for summary in approved:
@@ -120,8 +124,13 @@ def pipeline_lines(cloud: Cloud) -> list[str]:
     e = found[0]
     started = e["StartTime"]
     status = e["PipelineExecutionStatus"]
-    running = f", running for {duration((datetime.now(timezone.utc) - started).total_seconds())}" if status == "Executing" else ""
-    return [f"pipeline {pipeline}: last execution {status}, started {_when(started)}{running}", e["PipelineExecutionArn"]]
+    running = (
+        f", running for {duration((datetime.now(UTC) - started).total_seconds())}" if status == "Executing" else ""
+    )
+    return [
+        f"pipeline {pipeline}: last execution {status}, started {_when(started)}{running}",
+        e["PipelineExecutionArn"],
+    ]
 
 
 def runtime_lines(cloud: Cloud) -> list[str]:
@@ -132,7 +141,8 @@ def runtime_lines(cloud: Cloud) -> list[str]:
     endpoint = control.get_agent_runtime_endpoint(agentRuntimeId=runtime["agentRuntimeId"], endpointName=endpoint_name)
     reason = f" ({runtime['failureReason']})" if runtime.get("failureReason") else ""
     return [
-        f"runtime {runtime['agentRuntimeName']}: {runtime['status']}{reason}, version {runtime.get('agentRuntimeVersion', '?')}",
+        f"runtime {runtime['agentRuntimeName']}: {runtime['status']}{reason}, "
+        f"version {runtime.get('agentRuntimeVersion', '?')}",
         f"endpoint {endpoint_name}: {endpoint['status']}, serving version {endpoint.get('liveVersion', '?')}",
     ]
 

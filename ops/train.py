@@ -39,7 +39,9 @@ def parse_parameters(given: list[str], declared: dict[str, dict[str, Any]]) -> d
         try:
             {"Integer": int, "Float": float}.get(kind, str)(value)
         except ValueError:
-            raise OpsError(f"--param {name}={value}: expected a{'n' if kind == 'Integer' else ''} {kind.lower()}") from None
+            raise OpsError(
+                f"--param {name}={value}: expected a{'n' if kind == 'Integer' else ''} {kind.lower()}"
+            ) from None
         allowed = declared[name].get("EnumValues")
         if allowed and value not in allowed:
             raise OpsError(f"--param {name}={value}: allowed values are {', '.join(allowed)}")
@@ -220,4 +222,3 @@ def run(
         console.print(f"not waiting; follow it with: make train ENV={cloud.env} FOLLOW={arn}")
         return
     follow(cloud, arn, interval=interval, timeout=timeout)
-

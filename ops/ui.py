@@ -68,7 +68,9 @@ def poll(
                     return value
                 status.update(f"{waiting_for}: {line}")
                 if clock.monotonic() >= deadline:
-                    raise OpsError(f"gave up after {duration(timeout)} waiting for {waiting_for} ({line}): {on_timeout}")
+                    raise OpsError(
+                        f"gave up after {duration(timeout)} waiting for {waiting_for} ({line}): {on_timeout}"
+                    )
                 clock.sleep(interval)
     except KeyboardInterrupt:
         raise Interrupted(waiting_for, resume) from None

@@ -51,7 +51,8 @@ def select_models(settings: EnvironmentSettings, name: str | None) -> list[Model
     chosen = [m for m in models if m.name == name]
     if not chosen:
         raise OpsError(
-            f"--model {name!r} is not a model of '{settings.name}' (inference.models: {', '.join(m.name for m in models)})"
+            f"--model {name!r} is not a model of '{settings.name}' "
+            f"(inference.models: {', '.join(m.name for m in models)})"
         )
     return chosen
 
@@ -171,7 +172,11 @@ def upload(s3: Any, bucket: str, owner: str, plan: UploadPlan) -> None:
                 str(path),
                 bucket,
                 key,
-                ExtraArgs={"Metadata": {CHECKSUM_KEY: digest}, "ChecksumAlgorithm": "SHA256", "ExpectedBucketOwner": owner},
+                ExtraArgs={
+                    "Metadata": {CHECKSUM_KEY: digest},
+                    "ChecksumAlgorithm": "SHA256",
+                    "ExpectedBucketOwner": owner,
+                },
                 Callback=lambda n: progress.advance(task, n),
             )
 
@@ -184,7 +189,9 @@ def stage_from(cloud: Cloud, w: S3Weights, directory: Path) -> UploadPlan:
     if plan.upload:
         console.print(f"  {len(plan.upload)} to upload ({plan.bytes / 1e9:.2f} GB), {len(plan.unchanged)} unchanged")
         upload(s3, bucket, cloud.settings.account, plan)
-    console.print(f"  [green]✓[/] s3://{bucket}/{w.prefix}: {len(plan.upload)} uploaded, {len(plan.unchanged)} unchanged")
+    console.print(
+        f"  [green]✓[/] s3://{bucket}/{w.prefix}: {len(plan.upload)} uploaded, {len(plan.unchanged)} unchanged"
+    )
     if plan.extra:
         console.print(
             f"  [yellow]note[/]: {len(plan.extra)} object(s) under the prefix are not in {directory} and are served "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from stacks.settings import EnvironmentSettings, load_environment
 
 ACCOUNT = "111111111111"  # dev's account (config/dev.yaml): moto answers as this account
 REGION = "us-east-1"
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 RUNTIME_ID = "clinical_agent_dev-AbCdE12345"
 
 
@@ -62,7 +62,9 @@ def stack_description(settings: EnvironmentSettings, component: str) -> dict[str
         "CreationTime": T0,
         "StackStatus": "CREATE_COMPLETE",
         "Outputs": [
-            {"OutputKey": o.key, "OutputValue": v} for o, v in output_values(settings).items() if o.component == component
+            {"OutputKey": o.key, "OutputValue": v}
+            for o, v in output_values(settings).items()
+            if o.component == component
         ],
     }
 
@@ -123,7 +125,9 @@ class Env:
         return client, stub
 
     def cloud(self, clock: FakeClock | None = None, **clients: Any) -> Cloud:
-        return Cloud(self.settings, clients={k.replace("_", "-"): v for k, v in clients.items()}, clock=clock or FakeClock())
+        return Cloud(
+            self.settings, clients={k.replace("_", "-"): v for k, v in clients.items()}, clock=clock or FakeClock()
+        )
 
     def run(self, cloud: Cloud | None, *args: str, input: str | None = None) -> Any:
         """The CLI with ``cloud`` as the environment (None: the real connection by name)."""
@@ -183,3 +187,73 @@ def fake_cdk(tmp_path, monkeypatch) -> Path:
     script.chmod(0o755)
     monkeypatch.setenv("OPS_CDK", str(script))
     return log
+
+
+# --- responses of the services moto lacks (SageMaker endpoints and inference components) ---------------------
+
+
+def endpoint_response(name: str, status: str = "InService", instances: int = 1) -> dict[str, Any]:
+    return {
+        "EndpointName": name,
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name}",
+        "EndpointStatus": status,
+        "CreationTime": T0,
+        "LastModifiedTime": T0,
+        "ProductionVariants": [
+            {
+                "VariantName": "AllTraffic",
+                "CurrentInstanceCount": instances,
+                "DesiredInstanceCount": instances,
+                "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 0, "MaxInstanceCount": 1},
+            }
+        ],
+    }
+
+
+def component_response(
+    name: str,
+    *,
+    status: str = "InService",
+    copies: int | None = 1,
+    base: str | None = None,
+    artifact: str | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if base:
+        spec = {"BaseInferenceComponentName": base, "Container": {"ArtifactUrl": artifact or "s3://a/b.tar.gz"}}
+    response = {
+        "InferenceComponentName": name,
+        "InferenceComponentArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:inference-component/{name}",
+        "EndpointName": "clinical-llm",
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/clinical-llm",
+        "CreationTime": T0,
+        "LastModifiedTime": T0,
+        "InferenceComponentStatus": status,
+        "Specification": spec,
+    }
+    if copies is not None:
+        response["RuntimeConfig"] = {"DesiredCopyCount": copies, "CurrentCopyCount": copies}
+    return response
+
+
+def agent_runtime_in_moto(env: Env) -> str:
+    """The agent runtime and its ``live`` endpoint in moto; the Agent stack's outputs point at them."""
+    control = env.client("bedrock-agentcore-control")
+    runtime = control.create_agent_runtime(
+        agentRuntimeName="clinical_agent_dev",
+        agentRuntimeArtifact={
+            "codeConfiguration": {
+                "code": {"s3": {"bucket": "assets", "prefix": "agent.zip"}},
+                "runtime": "PYTHON_3_12",
+                "entryPoint": ["opentelemetry-instrument", "main.py"],
+            }
+        },
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/agent",
+        networkConfiguration={"networkMode": "PUBLIC"},
+    )
+    runtime_id = runtime["agentRuntimeId"]
+    control.create_agent_runtime_endpoint(agentRuntimeId=runtime_id, name="live")
+    arn = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT}:runtime/{runtime_id}"
+    env.values[outputs.RUNTIME_ARN] = arn
+    env.values[outputs.RUNTIME_ENDPOINT_ARN] = f"{arn}/runtime-endpoint/live"
+    return arn

@@ -30,11 +30,19 @@ def test_every_command_has_help():
     "target,variables,expected",
     [
         ("weights", ["FROM=/tmp/snap shot"], 'ops weights --env dev --from "$FROM"'),
-        ("train", ["PARAMS=Epochs=2 LoraRank=8", "NO_WAIT=1"], "ops train --env dev --param Epochs=2 --param LoraRank=8 --no-wait"),
+        (
+            "train",
+            ["PARAMS=Epochs=2 LoraRank=8", "NO_WAIT=1"],
+            "ops train --env dev --param Epochs=2 --param LoraRank=8 --no-wait",
+        ),
         ("approve", ["VERSION=3", "YES=1"], "ops approve --env dev --version 3 --yes"),
         ("ask", ["PROMPT=fever and cough"], 'ops ask --env dev --prompt "$PROMPT"'),
         ("destroy", [], "ops destroy --env dev"),
-        ("bootstrap", ["POLICY=arn:aws:iam::111111111111:policy/P"], "--execution-policy arn:aws:iam::111111111111:policy/P"),
+        (
+            "bootstrap",
+            ["POLICY=arn:aws:iam::111111111111:policy/P"],
+            "--execution-policy arn:aws:iam::111111111111:policy/P",
+        ),
         ("cost", [], "-m ops cost"),
     ],
 )
