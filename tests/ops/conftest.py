@@ -85,10 +85,18 @@ class FakeClock:
         return self.now
 
 
+_SESSION: list[boto3.Session] = []
+
+
+def session() -> boto3.Session:
+    """One SDK session for the test run: it parses each service model once (the sessions' cost, not the tests')."""
+    if not _SESSION:
+        _SESSION.append(boto3.Session())
+    return _SESSION[0]
+
+
 def stubbed(service: str) -> tuple[Any, Stubber]:
-    client = boto3.Session().client(
-        service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
+    client = session().client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
     stub = Stubber(client)
     stub.activate()
     return client, stub
@@ -104,7 +112,9 @@ class Env:
 
     def client(self, service: str) -> Any:
         """A client of moto (for arranging what a test needs)."""
-        return boto3.Session().client(service, region_name=self.settings.region)
+        return session().client(
+            service, region_name=self.settings.region, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
 
     def deploy(self, components: tuple[str, ...] = ("Data", "Inference", "Mlops", "Agent")) -> None:
         """The stacks with their outputs (moto CloudFormation) and the buckets they name (moto S3)."""
@@ -125,9 +135,8 @@ class Env:
         return client, stub
 
     def cloud(self, clock: FakeClock | None = None, **clients: Any) -> Cloud:
-        return Cloud(
-            self.settings, clients={k.replace("_", "-"): v for k, v in clients.items()}, clock=clock or FakeClock()
-        )
+        named = {k.replace("_", "-"): v for k, v in clients.items()}
+        return Cloud(self.settings, session=session(), clients=named, clock=clock or FakeClock())
 
     def run(self, cloud: Cloud | None, *args: str, input: str | None = None) -> Any:
         """The CLI with ``cloud`` as the environment (None: the real connection by name)."""
