@@ -36,7 +36,9 @@ def duration(seconds: float) -> str:
 
 
 def elapsed(start: datetime | None, end: datetime | None) -> str:
-    return duration((end - start).total_seconds()) if start and end else ""
+    """The duration between two times, or "" when one is missing or it took under a second."""
+    seconds = (end - start).total_seconds() if start and end else 0
+    return duration(seconds) if seconds >= 1 else ""
 
 
 def money(amount: float) -> str:
