@@ -58,10 +58,10 @@ def stack_resources(cloud: Cloud, component: str) -> list[dict]:
             return found
 
 
-def existing_log_groups(cloud: Cloud, prefix: str) -> list[str]:
-    logs = cloud.client("logs")
-    groups = logs.describe_log_groups(logGroupNamePrefix=prefix).get("logGroups", [])
-    return [g["logGroupName"] for g in groups]
+def existing_log_group(cloud: Cloud, name: str) -> list[str]:
+    """``[name]`` if that log group exists (exactly that name: another endpoint's or function's stays)."""
+    groups = cloud.client("logs").describe_log_groups(logGroupNamePrefix=name).get("logGroups", [])
+    return [g["logGroupName"] for g in groups if g["logGroupName"] == name]
 
 
 def unmanaged_components(cloud: Cloud, endpoint: str, owned_resources: list[dict]) -> list[str]:
@@ -88,20 +88,20 @@ def plan(cloud: Cloud) -> Plan:
         p.packages = [
             v["ModelPackageArn"] for v in sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
         ]
-    prefixes = []
+    names = []
     if "Inference" in deployed:
         p.endpoint = cloud.output(outputs.ENDPOINT_NAME)
         p.components = unmanaged_components(cloud, p.endpoint, owned["Inference"])
         named = cloud.output(outputs.BASE_COMPONENTS).split(",") + cloud.output(outputs.ADAPTER_COMPONENTS).split(",")
-        prefixes += [f"/aws/sagemaker/Endpoints/{p.endpoint}"]
-        prefixes += [f"/aws/sagemaker/InferenceComponents/{c}" for c in sorted({*named, *p.components}) if c]
-    prefixes += [
+        names += [f"/aws/sagemaker/Endpoints/{p.endpoint}"]
+        names += [f"/aws/sagemaker/InferenceComponents/{c}" for c in sorted({*named, *p.components}) if c]
+    names += [
         f"/aws/lambda/{r['PhysicalResourceId']}"
         for found in owned.values()
         for r in found
         if r["ResourceType"] == "AWS::Lambda::Function"
     ]
-    p.log_groups = sorted({g for prefix in prefixes for g in existing_log_groups(cloud, prefix)})
+    p.log_groups = sorted({g for name in names for g in existing_log_group(cloud, name)})
     return p
 
 

@@ -94,7 +94,12 @@ def arrange(env):
         {"EndpointNameEquals": "clinical-llm", "MaxResults": 100},
     )
     logs = env.client("logs")
-    for group in ("/aws/sagemaker/Endpoints/clinical-llm", f"/aws/lambda/{FUNCTION}", "/aws/sagemaker/TrainingJobs"):
+    for group in (
+        "/aws/sagemaker/Endpoints/clinical-llm",
+        "/aws/sagemaker/Endpoints/clinical-llm-canary",  # another endpoint's: kept
+        f"/aws/lambda/{FUNCTION}",
+        "/aws/sagemaker/TrainingJobs",
+    ):
         logs.create_log_group(logGroupName=group)
     return cfn, sagemaker, sm
 
@@ -133,7 +138,8 @@ def test_dev_is_torn_down_in_order_with_what_cloudformation_cannot_delete(env, f
     assert positions == sorted(positions)
     assert fake_cdk.read_text().splitlines() == ["destroy Dev/* -c environments=dev --force"]
     left = [g["logGroupName"] for g in env.client("logs").describe_log_groups()["logGroups"]]
-    assert left == ["/aws/sagemaker/TrainingJobs"]  # account-wide, not this environment's
+    # account-wide, and another endpoint's whose name merely starts with this one's
+    assert left == ["/aws/sagemaker/Endpoints/clinical-llm-canary", "/aws/sagemaker/TrainingJobs"]
 
 
 def test_a_dry_run_shows_the_plan_and_deletes_nothing(env, fake_cdk):
@@ -145,7 +151,7 @@ def test_a_dry_run_shows_the_plan_and_deletes_nothing(env, fake_cdk):
         and "dry run: nothing deleted" in result.output
     )
     assert not fake_cdk.exists()
-    assert len(env.client("logs").describe_log_groups()["logGroups"]) == 3
+    assert len(env.client("logs").describe_log_groups()["logGroups"]) == 4
 
 
 def test_a_wrong_confirmation_deletes_nothing(env, fake_cdk):
