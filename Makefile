@@ -15,7 +15,8 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup graphviz synth test check format bench diff deploy snapshot diagram demo mlflow-ui lint clean
+.PHONY: help setup graphviz synth test check format bench diff deploy snapshot diagram demo mlflow-ui lint clean \
+	bootstrap weights data train approve ask status destroy cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -87,6 +88,39 @@ demo: setup ## the whole system on this machine: train, register, serve, ask the
 mlflow-ui: setup ## serve the demo's MLflow (runs, registry, traces) on http://127.0.0.1:5050
 	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/.demo/mlflow/mlflow.db \
 		--artifacts-destination $(CURDIR)/.demo/mlflow/artifacts --host 127.0.0.1 --port 5050 --workers 1
+
+# --- the cloud journey (python -m ops; docs/runbook.md). Values with spaces or quotes (PROMPT, FROM, CASE) reach the
+# command through the environment, so they need no escaping. ARGS= passes any other option (see --help).
+OPS := $(PY) -m ops
+
+bootstrap: setup ## cdk bootstrap ENV's account/region with the pipeline's trust (POLICY=policy-arn, NO_TRUST=1)
+	$(OPS) bootstrap --env $(ENV) $(foreach p,$(POLICY),--execution-policy $(p)) $(if $(NO_TRUST),--no-trust) $(ARGS)
+
+weights: setup ## base weights where ENV's config says them; FROM=snapshot-dir uploads (skips unchanged files)
+	$(OPS) weights --env $(ENV) $(if $(FROM),--from "$$FROM") $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+data: setup ## generate (or FROM=records.jsonl) the training data, check it against the schema, upload it
+	$(OPS) data --env $(ENV) $(if $(FROM),--from "$$FROM") $(ARGS)
+
+train: setup ## start the fine-tuning pipeline and follow it (PARAMS="Epochs=2 ...", NO_WAIT=1, FOLLOW=arn|latest)
+	$(OPS) train --env $(ENV) $(foreach p,$(PARAMS),--param $(p)) $(if $(NO_WAIT),--no-wait) \
+		$(if $(FOLLOW),--follow $(FOLLOW)) $(ARGS)
+
+approve: setup ## review the candidate model version and approve it (VERSION=n, YES=1)
+	$(OPS) approve --env $(ENV) $(if $(VERSION),--version $(VERSION)) $(if $(YES),--yes) $(ARGS)
+
+ask: setup ## ask the deployed agent: PROMPT="..." or CASE=file.json (NEW_SESSION=1 starts a new session)
+	$(OPS) ask --env $(ENV) $(if $(PROMPT),--prompt "$$PROMPT") $(if $(CASE),--case "$$CASE") \
+		$(if $(NEW_SESSION),--new-session) $(ARGS)
+
+status: setup ## one screen: stacks, endpoint and components, served adapter, last pipeline run, agent runtime
+	$(OPS) status --env $(ENV)
+
+destroy: setup ## tear ENV down in order, with what CloudFormation cannot delete; refuses staging/prod (YES=1)
+	$(OPS) destroy --env $(ENV) $(if $(YES),--yes) $(ARGS)
+
+cost: setup ## monthly cost envelope at minimum and maximum scale, every environment (or ENV=...)
+	$(OPS) cost $(if $(filter command line,$(origin ENV)),--env $(ENV))
 
 clean: ## remove build outputs and the demo's state (keeps the virtualenv)
 	rm -rf cdk.out .pytest_cache .demo

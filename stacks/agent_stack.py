@@ -18,7 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from agent.patients import synthetic_patients
+from agent.patients import SEED_PATIENT, synthetic_patients
 from stacks import compliance
 from stacks.constructs.agent_package import agent_code_artifact
 from stacks.constructs.log_group import encrypted_log_group
@@ -104,7 +104,7 @@ class AgentStack(Stack):
                 "SyntheticPatients",
                 table=self.table,
                 key=key,
-                items=synthetic_patients(agent.seed_patient_count),
+                items=[*synthetic_patients(agent.seed_patient_count), SEED_PATIENT],  # + the seed case's
                 log_group=seed_logs,
                 vpc=vpc,
                 subnets=subnets,

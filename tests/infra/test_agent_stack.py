@@ -184,13 +184,13 @@ def test_patient_table_is_retained_and_protected_outside_dev(templates, env, pol
     )
 
 
-def test_dev_is_seeded_with_the_deterministic_synthetic_patients(templates, stages):
-    from agent.patients import synthetic_patients
+def test_dev_is_seeded_with_the_deterministic_synthetic_patients_and_the_seed_case_patient(templates, stages):
+    from agent.patients import SEED_PATIENT, synthetic_patients
 
     settings = stages["dev"].settings
     seeds = templates["dev"].find_resources("Custom::AWS")
-    expected = synthetic_patients(settings.agent.seed_patient_count)
-    assert len(seeds) == len(expected) == settings.agent.seed_patient_count
+    expected = [*synthetic_patients(settings.agent.seed_patient_count), SEED_PATIENT]
+    assert len(seeds) == len(expected) == settings.agent.seed_patient_count + 1
     calls = []
     for seed in seeds.values():
         parts = seed["Properties"]["Create"]["Fn::Join"][1]
