@@ -336,13 +336,18 @@ def test_runtime_environment_names_endpoint_component_bucket_table_and_mlflow(te
 
 @pytest.mark.parametrize("env", ENVS)
 def test_runtime_environment_is_exactly_what_the_agent_reads_and_holds_no_secret(templates, env, monkeypatch):
+    from stacks.agent_stack import observability_environment
+
     env_vars = environment(templates[env])
     read = {f.upper() for f in AgentRuntimeSettings.model_fields} | {"AWS_REGION"}
-    assert set(env_vars) <= read, set(env_vars) - read
+    adot = set(observability_environment(record_prompts=False))  # read by ADOT's opentelemetry-instrument
+    assert set(env_vars) - adot <= read, set(env_vars) - adot - read
+    assert {k: env_vars[k] for k in adot} == observability_environment(record_prompts=False)
     assert not [k for k in env_vars if re.search(r"(^|_)(SECRET|PASSWORD|TOKEN|CREDENTIALS?|ACCESS_KEY)(_|$)", k)]
     # With deploy-time values stood in, the agent's own settings loader accepts the environment.
+    stand_ins = {"MLFLOW_TRACKING_URI": "arn:aws:sagemaker:us-east-1:111111111111:mlflow-app/app-resolvedatdeploy"}
     for k, v in env_vars.items():
-        monkeypatch.setenv(k, v if isinstance(v, str) else "resolved-at-deploy")
+        monkeypatch.setenv(k, v if isinstance(v, str) else stand_ins.get(k, "resolved-at-deploy"))
     from agent.settings import load_settings
 
     loaded = load_settings()
