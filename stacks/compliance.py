@@ -106,13 +106,6 @@ RESTRICT_DEFAULT_SG_PROVIDER = (
     ),
 )
 
-AVAILABILITY_ZONES = (
-    Ack(
-        "CloudFormation-Validate::W3010",
-        "The AZ names come from settings on purpose: synth must not look them up in the account.",
-    ),
-)
-
 # --- mlops ------------------------------------------------------------------------------------
 
 # IAM5 findings name each wildcard with its resource flattened as cdk-nag does, cross-stack references
@@ -198,11 +191,11 @@ MLFLOW_ROLE = (
 )
 
 PIPELINE_ROLE = (
-    "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the datasets "
-    "prefix (read) and the pipeline's output and checkpoint prefixes (write); processing-job/pipelines-* and "
-    "training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the versions of "
-    "this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
-    "sagemaker-mlflow:* on this environment's one MLflow ARN (the tracking API is one namespace); "
+    "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the "
+    "datasets and base-weights prefixes (read), the pipeline's output and checkpoint prefixes and the MLflow "
+    "artifact prefix (write; the MLflow client writes artifacts straight to S3); processing-job/pipelines-* and "
+    "training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the "
+    "versions of this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
     "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace condition /aws/sagemaker/*) and the "
     "network-interface actions of jobs in the VPC have no resource-level permissions."
 )
@@ -319,6 +312,11 @@ def agent_runtime_role(stack) -> tuple[Ack, ...]:
         ),
     )
 
+
+AGENT_MLFLOW_ARTIFACTS = (
+    "Traces and their artifacts: the MLflow client writes artifacts straight to the artifact store, objects under the "
+    "MLflow artifact prefix only (Mlflow.grant_use)."
+)
 
 AGENT_REPORTS_PREFIX = (
     "The agent writes one object per report under reports/<patient id>/<timestamp>.md: PutObject only, on that "

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import CfnOutput, DefaultStackSynthesizer, Duration, Environment, RemovalPolicy, Stack, Tags, pipelines
+from aws_cdk import CfnOutput, DefaultStackSynthesizer, Duration, Environment, Stack, Tags, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -22,6 +22,7 @@ from constructs import Construct
 
 from stacks import compliance
 from stacks.constructs.log_group import allow_log_groups, encrypted_log_group
+from stacks.constructs.removal import removal_policy
 from stacks.constructs.secure_bucket import access_log_bucket, secure_bucket
 from stacks.settings import DeliverySettings, EnvironmentSettings
 from stacks.stage import ClinicalAgentStage
@@ -116,7 +117,7 @@ class DeliveryStack(Stack):
             alias="alias/clinical-agent/delivery",
             description="Clinical agent delivery pipeline: artifacts and build logs",
             enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=removal_policy(destroy=False),
         )
         allow_log_groups(self.key)
         access_logs = access_log_bucket(
