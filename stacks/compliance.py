@@ -1,4 +1,5 @@
-"""Compliance gates: cdk-nag AwsSolutions + HIPAA Security, and every acknowledgment with its reason.
+"""Compliance gates: cdk-nag AwsSolutions + HIPAA Security + DeployReadiness, and every acknowledgment with its
+reason.
 
 cdk-nag 3 runs as a CDK policy-validation plugin: any unacknowledged finding fails synth.
 Acknowledgments live here, in one place, as named groups; stacks apply a group to the
@@ -24,8 +25,11 @@ class Ack:
 
 
 def register(app: App) -> None:
-    """Run both packs over every stack of the app; findings fail synth."""
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+    """Run the packs over every stack of the app (AwsSolutions, HIPAA Security and the services' own rules,
+    stacks/readiness.py); findings fail synth."""
+    from stacks.readiness import DeployReadinessChecks
+
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app), DeployReadinessChecks(app))
 
 
 def acknowledge(construct: IConstruct, *acks: Ack) -> None:

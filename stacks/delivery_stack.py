@@ -184,6 +184,16 @@ class DeliveryStack(Stack):
                 post=[self._health(stage)] if settings.smoke_checks else None,
             )
         self.pipeline.build_pipeline()
+        # CDK grants codestar-connections:UseConnection only; an arn:...:codeconnections: connection is authorized
+        # under its own service prefix (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
+        source = self.pipeline.pipeline.node.find_child("Source").node.children
+        roles = [c for action in source for c in action.node.children if isinstance(c, iam.Role)]
+        if len(roles) != 1:
+            raise TypeError(f"delivery pipeline: expected one source action role, found {len(roles)}")
+        role = roles[0]
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["codeconnections:UseConnection"], resources=[settings.connection_arn])
+        )
         compliance.acknowledge(self.pipeline, *compliance.DELIVERY, *compliance.delivery_pipeline(self.pipeline))
         # Environments in another region: CodePipeline's support stack there holds a replication bucket.
         for support in self.pipeline.pipeline.cross_region_support.values():
