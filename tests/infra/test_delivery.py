@@ -118,7 +118,11 @@ def test_an_environment_in_another_region_is_deployed_there_through_a_keyed_repl
         str(tmp_path),
         environments="",
         delivery="true",
-        **{"delivery.environments": '["prod"]', "prod.region": "eu-west-1"},
+        **{
+            "delivery.environments": '["prod"]',
+            "prod.region": "eu-west-1",
+            "prod.network.availability_zone_ids": '["euw1-az1", "euw1-az2"]',
+        },
     )
     build_app(app)
     app.synth()  # compliance packs included: the support stack's bucket passes too

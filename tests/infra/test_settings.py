@@ -77,7 +77,14 @@ def test_unknown_field_is_refused(config_dir):
 
 
 def test_context_overrides_account_and_nested_fields():
-    app = make_app(environments="dev", **{"dev.account": "012345678901", "dev.network.enabled": "true"})
+    app = make_app(
+        environments="dev",
+        **{
+            "dev.account": "012345678901",
+            "dev.network.enabled": "true",
+            "dev.network.availability_zone_ids": '["use1-az1", "use1-az4"]',
+        },
+    )
     stages = build_app(app)
     settings = stages["dev"].settings
     assert settings.account == "012345678901"  # leading zero kept: accounts stay strings
