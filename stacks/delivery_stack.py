@@ -163,6 +163,8 @@ class DeliveryStack(Stack):
             enable_key_rotation=True,
             cli_version=CDK_CLI_VERSION,
             publish_assets_in_parallel=False,
+            # The training image is built FROM a PyTorch DLC in AWS's ECR account: asset publishing logs in to it.
+            asset_publishing_code_build_defaults=self._base_image_login(environments),
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0),
                 partial_build_spec=RUNTIMES,
@@ -198,6 +200,39 @@ class DeliveryStack(Stack):
         # Environments in another region: CodePipeline's support stack there holds a replication bucket.
         for support in self.pipeline.pipeline.cross_region_support.values():
             compliance.acknowledge(support.replication_bucket, *compliance.DELIVERY_REPLICATION_BUCKET)
+
+    @staticmethod
+    def _base_image_login(environments: list[EnvironmentSettings]) -> pipelines.CodeBuildOptions:
+        """Docker login to the registries of the environments' training base images, and pull rights on them."""
+        registries, repositories = set(), set()
+        for env in environments:
+            registry, path = env.training.base_image.split("/", 1)
+            account, region = registry.split(".")[0], registry.split(".")[3]
+            partition = "aws-cn" if registry.endswith(".cn") else "aws"  # literals: the buildspec takes no tokens
+            registries.add((region, registry))
+            repositories.add(f"arn:{partition}:ecr:{region}:{account}:repository/{path.split('@')[0].split(':')[0]}")
+        return pipelines.CodeBuildOptions(
+            partial_build_spec=codebuild.BuildSpec.from_object(
+                {
+                    "phases": {
+                        "pre_build": {
+                            "commands": [
+                                f"aws ecr get-login-password --region {region} | docker login --username AWS "
+                                f"--password-stdin {registry}"
+                                for region, registry in sorted(registries)
+                            ]
+                        }
+                    }
+                }
+            ),
+            role_policy=[
+                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+                iam.PolicyStatement(
+                    actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                    resources=sorted(repositories),
+                ),
+            ],
+        )
 
     def _assume(self, env: EnvironmentSettings) -> iam.PolicyStatement:
         lookup = bootstrap_role_arn("lookup", env, self.partition)

@@ -1,0 +1,90 @@
+"""The CloudFormation execution policy for `cdk bootstrap --cloudformation-execution-policies`, generated from the
+resource types (and intrinsics) of the synthesized templates, so it cannot drift from what the stacks use.
+
+    python -m tools.exec_policy cdk.out                # the policy for every environment's stacks
+    python -m tools.exec_policy cdk.out --check docs/cfn-exec-policy.json
+
+CloudFormation creates every resource with this role: each service the templates declare gets its actions
+(``<prefix>:*`` on ``*``, narrower than AdministratorAccess, wide enough for create, update, delete and rollback);
+``Fn::GetStackOutput`` reads the producing stack (``cloudformation:DescribeStacks``), SSM-typed parameters (the
+bootstrap version check) read SSM, and custom resources invoke their provider functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tools.assembly import stacks
+
+# The IAM service prefix of a CloudFormation namespace where it is not the lower-cased namespace itself.
+PREFIXES = {
+    "ApplicationAutoScaling": "application-autoscaling",
+    "BedrockAgentCore": "bedrock-agentcore",
+    "CodeConnections": "codeconnections",
+    "Logs": "logs",
+}
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk(v)
+
+
+def actions_for(template: dict[str, Any]) -> set[str]:
+    """The actions CloudFormation needs to manage one template's resources."""
+    found: set[str] = set()
+    for resource in template.get("Resources", {}).values():
+        kind = resource["Type"]
+        if kind.startswith("AWS::"):
+            namespace = kind.split("::")[1]
+            if kind != "AWS::CDK::Metadata":
+                found.add(f"{PREFIXES.get(namespace, namespace.lower())}:*")
+        elif kind.startswith("Custom::") or kind == "AWS::CloudFormation::CustomResource":
+            found.add("lambda:InvokeFunction")  # the provider behind the service token
+    if any(isinstance(v, dict) and "Fn::GetStackOutput" in v for v in _walk(template)):
+        found.add("cloudformation:DescribeStacks")
+    if any(str(p.get("Type", "")).startswith("AWS::SSM::Parameter") for p in template.get("Parameters", {}).values()):
+        found.add("ssm:GetParameters")
+    return found
+
+
+def policy(outdir: Path) -> dict[str, Any]:
+    """One policy for every environment's stacks (the delivery pipeline's own stack is bootstrapped separately)."""
+    needed: set[str] = set()
+    for stack in stacks(outdir):
+        if stack.stage:
+            needed |= actions_for(json.loads(stack.template.read_text()))
+    needed = {a for a in needed if a.endswith(":*") or f"{a.split(':')[0]}:*" not in needed}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "ClinicalAgentStacks", "Effect": "Allow", "Action": sorted(needed), "Resource": "*"}],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--check", type=Path, help="fail if this committed policy differs from the generated one")
+    args = parser.parse_args(argv)
+    text = json.dumps(policy(args.outdir), indent=2) + "\n"
+    if args.check:
+        if args.check.read_text() != text:
+            print(f"{args.check} is stale: regenerate it with `make exec-policy`", file=sys.stderr)
+            return 1
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
