@@ -216,9 +216,10 @@ class DeliveryStack(Stack):
                 {
                     "phases": {
                         "pre_build": {
+                            # Only the image projects run a Docker daemon (the same defaults go to the file projects).
                             "commands": [
-                                f"aws ecr get-login-password --region {region} | docker login --username AWS "
-                                f"--password-stdin {registry}"
+                                f"if docker info >/dev/null 2>&1; then aws ecr get-login-password --region {region} | "
+                                f"docker login --username AWS --password-stdin {registry}; fi"
                                 for region, registry in sorted(registries)
                             ]
                         }
