@@ -45,8 +45,9 @@ synth: setup ## synthesize every environment into cdk.out and print a summary
 rules: setup ## list the deploy-readiness rules (stacks/readiness.py) with the AWS pages they encode
 	$(OFFLINE) $(PY) -m stacks.readiness
 
-exec-policy: synth ## regenerate docs/cfn-exec-policy.json (cdk bootstrap's execution policy) from the templates
+exec-policy: synth ## regenerate docs/cfn-exec-policy*.json (cdk bootstrap's execution policies) from the templates
 	$(PY) -m tools.exec_policy cdk.out > docs/cfn-exec-policy.json
+	$(PY) -m tools.exec_policy cdk.out --tooling > docs/cfn-exec-policy-tooling.json
 
 test: setup ## run every test
 	$(OFFLINE) $(PY) -m pytest

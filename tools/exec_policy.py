@@ -1,8 +1,8 @@
 """The CloudFormation execution policy for `cdk bootstrap --cloudformation-execution-policies`, generated from the
 resource types (and intrinsics) of the synthesized templates, so it cannot drift from what the stacks use.
 
-    python -m tools.exec_policy cdk.out                # the policy for every environment's stacks
-    python -m tools.exec_policy cdk.out --check docs/cfn-exec-policy.json
+    python -m tools.exec_policy cdk.out                # the policy for every environment's stacks (target accounts)
+    python -m tools.exec_policy cdk.out --tooling      # the policy for the delivery pipeline's stack (tooling account)
 
 CloudFormation creates every resource with this role: each service the templates declare gets its actions
 (``<prefix>:*`` on ``*``, narrower than AdministratorAccess, wide enough for create, update, delete and rollback);
@@ -58,11 +58,12 @@ def actions_for(template: dict[str, Any]) -> set[str]:
     return found
 
 
-def policy(outdir: Path) -> dict[str, Any]:
-    """One policy for every environment's stacks (the delivery pipeline's own stack is bootstrapped separately)."""
+def policy(outdir: Path, tooling: bool = False) -> dict[str, Any]:
+    """One policy for every environment's stacks, or (``tooling``) for the top-level stacks: the delivery pipeline and
+    its cross-region support stacks."""
     needed: set[str] = set()
     for stack in stacks(outdir):
-        if stack.stage:
+        if bool(stack.stage) != tooling:
             needed |= actions_for(json.loads(stack.template.read_text()))
     needed = {a for a in needed if a.endswith(":*") or f"{a.split(':')[0]}:*" not in needed}
     return {
@@ -74,15 +75,9 @@ def policy(outdir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("outdir", type=Path)
-    parser.add_argument("--check", type=Path, help="fail if this committed policy differs from the generated one")
+    parser.add_argument("--tooling", action="store_true", help="the delivery pipeline's stacks instead")
     args = parser.parse_args(argv)
-    text = json.dumps(policy(args.outdir), indent=2) + "\n"
-    if args.check:
-        if args.check.read_text() != text:
-            print(f"{args.check} is stale: regenerate it with `make exec-policy`", file=sys.stderr)
-            return 1
-        return 0
-    sys.stdout.write(text)
+    sys.stdout.write(json.dumps(policy(args.outdir, tooling=args.tooling), indent=2) + "\n")
     return 0
 
 

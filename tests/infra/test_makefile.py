@@ -57,6 +57,9 @@ def test_the_committed_execution_policy_is_generated_from_the_templates(stages, 
     """docs/cfn-exec-policy.json cannot drift: it is what the current templates need (`make exec-policy`)."""
     committed = json.loads((ROOT / "docs/cfn-exec-policy.json").read_text())
     assert committed == exec_policy.policy(Path(assembly_dir))
+    tooling = json.loads((ROOT / "docs/cfn-exec-policy-tooling.json").read_text())
+    assert tooling == exec_policy.policy(Path(assembly_dir), tooling=True)
+    assert {"codepipeline:*", "codebuild:*"} <= set(tooling["Statement"][0]["Action"])
     actions = set(committed["Statement"][0]["Action"])
     # Services the hand-written list missed: weak references read the producing stack; queues; traces.
     assert {"cloudformation:DescribeStacks", "sqs:*", "xray:*", "bedrock-agentcore:*", "sagemaker:*"} <= actions
