@@ -188,8 +188,8 @@ class DeliveryStack(Stack):
         self.pipeline.build_pipeline()
         # CDK grants codestar-connections:UseConnection only; an arn:...:codeconnections: connection is authorized
         # under its own service prefix (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
-        source = self.pipeline.pipeline.node.find_child("Source").node.children
-        roles = [c for action in source for c in action.node.children if isinstance(c, iam.Role)]
+        source_actions = self.pipeline.pipeline.node.find_child("Source").node.children
+        roles = [c for action in source_actions for c in action.node.children if isinstance(c, iam.Role)]
         if len(roles) != 1:
             raise TypeError(f"delivery pipeline: expected one source action role, found {len(roles)}")
         role = roles[0]

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsii
 from aws_cdk import CfnResource, Stack, Stage
@@ -657,7 +657,7 @@ class DeployReadinessChecks(NagPack):
                 problems = rule.check(resource)
             except Exception as e:  # a rule's own bug: name it and the resource, then fail synth
                 raise RuntimeError(f"{rule.id} could not check {stack.stack_name}/{logical_id}: {e!r}") from e
-            self._apply_rule(_Finding(rule, node, problems))
+            self._apply_rule(cast(IApplyRule, _Finding(rule, node, problems)))
 
 
 def main() -> int:

@@ -64,14 +64,14 @@ def endpoint_execution_role(
         role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
 
     # Weights are downloaded by prefix (list + get) from (bucket ARN, prefix); adapter archives by key or key pattern.
-    objects = [f"{arn}/{p}*" for arn, p in weights] + [bucket.arn_for_objects(k) for k in archive_patterns]
+    objects = [f"{b}/{p}*" for b, p in weights] + [bucket.arn_for_objects(k) for k in archive_patterns]
     allow(["s3:GetObject"], objects)
     wildcards = [o for o in objects if "*" in o] + ["*"]
     prefixes: dict[str, list[str]] = {}
-    for arn, p in weights:
-        prefixes.setdefault(arn, []).append(f"{p}*")
-    for arn, listed in prefixes.items():
-        allow(["s3:ListBucket"], [arn], {"StringLike": {"s3:prefix": listed}})
+    for bucket_arn, p in weights:
+        prefixes.setdefault(bucket_arn, []).append(f"{p}*")
+    for bucket_arn, listed in prefixes.items():
+        allow(["s3:ListBucket"], [bucket_arn], {"StringLike": {"s3:prefix": listed}})
     allow(["kms:Decrypt"], [key.key_arn], {"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}})
     allow(
         ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
