@@ -45,8 +45,20 @@ def _load(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+_PATHS: dict[tuple[int, str], Path] = {}  # (id(stack), outdir) -> its template: jsii calls are the cost here
+
+
+def _template_path(stack: Stack) -> Path:
+    stage = Stage.of(stack)
+    outdir = stage.outdir if stage else "."
+    key = (id(stack), outdir)
+    if key not in _PATHS:
+        _PATHS[key] = Path(outdir) / stack.template_file
+    return _PATHS[key]
+
+
 def _template(stack: Stack) -> dict[str, Any]:
-    path = Path(Stage.of(stack).outdir) / stack.template_file  # type: ignore[union-attr]
+    path = _template_path(stack)
     stat = path.stat()
     return _load(str(path), stat.st_mtime_ns, stat.st_size)
 
@@ -100,19 +112,26 @@ class Resource:
         return None
 
 
-_STAGE_STACKS: dict[tuple[int, str], list[Stack]] = {}
+_STAGE_PATHS: dict[tuple[int, str], dict[str, Path]] = {}
 
 
 def _stage_templates(stack: Stack) -> dict[str, dict[str, Any]]:
-    """Every synthesized template of the stack's stage, by stack name (the stack list is cached per stage)."""
+    """Every synthesized template of the stack's stage, by stack name (the paths are cached per stage)."""
     stage = Stage.of(stack)
     if stage is None:
         return {stack.stack_name: _template(stack)}
     key = (id(stage), stage.outdir)
-    if key not in _STAGE_STACKS:
-        _STAGE_STACKS[key] = [c for c in stage.node.find_all() if isinstance(c, Stack) and Stage.of(c) is stage]
-    outdir = Path(stage.outdir)
-    return {s.stack_name: _template(s) for s in _STAGE_STACKS[key] if (outdir / s.template_file).is_file()}
+    if key not in _STAGE_PATHS:
+        _STAGE_PATHS[key] = {
+            c.stack_name: _template_path(c)
+            for c in stage.node.find_all()
+            if isinstance(c, Stack) and Stage.of(c) is stage
+        }
+    return {
+        name: _load(str(p), (st := p.stat()).st_mtime_ns, st.st_size)
+        for name, p in _STAGE_PATHS[key].items()
+        if p.is_file()
+    }
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -627,7 +646,7 @@ class _Finding:
         return self._node
 
     def rule(self, node: CfnResource) -> NagRuleCompliance:
-        return NagRuleCompliance.NON_COMPLIANT if self._problems else NagRuleCompliance.COMPLIANT
+        return NagRuleCompliance.NON_COMPLIANT  # applied only where the rule found problems
 
 
 class DeployReadinessChecks(NagPack):
@@ -643,21 +662,21 @@ class DeployReadinessChecks(NagPack):
 
     def _check_resource(self, node: CfnResource) -> None:
         rules = _BY_TYPE.get(node.cfn_resource_type, []) + _BY_TYPE.get("*", [])
-        if not rules:
-            return
         stack = Stack.of(node)
-        template = _template(stack)
         logical_id = stack.resolve(stack.get_logical_id(node))
-        body = template.get("Resources", {}).get(logical_id)
+        body = _template(stack).get("Resources", {}).get(logical_id)
         if body is None:  # not rendered (e.g. a condition removed it)
             return
-        resource = Resource(logical_id, body, stack, _stage_templates(stack))
+        resource = Resource(logical_id, body, stack, {})
         for rule in rules:
+            if rule.resource_types != ("*",) and not resource.templates:
+                resource.templates = _stage_templates(stack)
             try:
                 problems = rule.check(resource)
             except Exception as e:  # a rule's own bug: name it and the resource, then fail synth
                 raise RuntimeError(f"{rule.id} could not check {stack.stack_name}/{logical_id}: {e!r}") from e
-            self._apply_rule(cast(IApplyRule, _Finding(rule, node, problems)))
+            if problems:  # compliant resources need no report entry (and no round trip through jsii)
+                self._apply_rule(cast(IApplyRule, _Finding(rule, node, problems)))
 
 
 def main() -> int:
