@@ -70,11 +70,6 @@ def has_instance_storage(instance_type: str) -> bool:
     return instance_family(instance_type).instance_storage
 
 
-def accelerators(instance_type: str) -> int:
-    """Accelerator devices of a GPU instance type; 0 for CPU types and sizes the family does not list."""
-    return instance_family(instance_type).accelerators.get(instance_type.split(".")[2], 0)
-
-
 # AgentCore Runtime in VPC mode accepts subnets only in these Availability Zone IDs; "If you specify subnets in
 # unsupported Availability Zones, the configuration will fail".
 # https://docs.aws.amazon.com/bedrock-agentcore/latest/devguide/agentcore-vpc.html#agentcore-supported-azs
@@ -156,4 +151,3 @@ MLFLOW_TRACKING_SERVER_ACTIONS: tuple[str, ...] = tuple(
     )
 )
 MLFLOW_APP_ACTIONS: tuple[str, ...] = ("sagemaker:CallMlflowAppApi",)
-MLFLOW_IAM_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/mlflow-create-tracking-server-iam.html"

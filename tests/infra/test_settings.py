@@ -128,3 +128,11 @@ def test_zone_ids_must_be_agentcores_for_the_region(zones, message):
 def test_a_network_in_a_region_agentcore_documents_no_zones_for_is_refused():
     with pytest.raises(ConfigError, match=r"network: AgentCore Runtime in a VPC documents no Availability Zones"):
         load_environment("prod", overrides={"region": "sa-east-1"})
+
+
+def test_a_job_instance_type_must_be_in_the_instance_table():
+    """Whether a job may carry a volume key depends on the instance's local storage: the family must be known."""
+    with pytest.raises(
+        ConfigError, match=r"training\.evaluate_instance_type: instance family 'zz9' .* INSTANCE_FAMILIES"
+    ):
+        load_environment("dev", overrides={"training.evaluate_instance_type": "ml.zz9.xlarge"})
