@@ -10,13 +10,15 @@ ENV ?= dev
 FAIL_ON ?=
 SGLANG_VERSION := 0.5.23
 
-export AWS_EC2_METADATA_DISABLED := true
+# Offline targets never look for credentials (no EC2 metadata probe); `deploy` must find them wherever they are
+# (instance roles included), so the variable is set per target, not for the whole Makefile.
+OFFLINE := AWS_EC2_METADATA_DISABLED=true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup graphviz synth test check format bench diff deploy snapshot diagram demo mlflow-ui lint clean \
-	bootstrap weights data train approve ask status destroy cost
+.PHONY: help setup graphviz synth test check format bench diff deploy deploy-preflight snapshot diagram demo \
+	mlflow-ui lint clean rules exec-policy bootstrap weights data train approve ask status destroy cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,11 +49,18 @@ graphviz: ## install Graphviz (dot) for the diagrams if it is missing (apt-get; 
 
 synth: setup ## synthesize every environment into cdk.out and print a summary
 	rm -rf cdk.out
-	$(CDK) synth --quiet "**"   # "**" selects the stacks inside the stages, so compliance findings fail here
+	$(OFFLINE) $(CDK) synth --quiet "**"   # "**" selects the stacks inside the stages: findings fail here
 	$(PY) -m tools.summary cdk.out
 
+rules: setup ## list the deploy-readiness rules (stacks/readiness.py) with the AWS pages they encode
+	$(OFFLINE) $(PY) -m stacks.readiness
+
+exec-policy: synth ## regenerate docs/cfn-exec-policy*.json (cdk bootstrap's execution policies) from the templates
+	$(PY) -m tools.exec_policy cdk.out > docs/cfn-exec-policy.json
+	$(PY) -m tools.exec_policy cdk.out --tooling > docs/cfn-exec-policy-tooling.json
+
 test: setup graphviz ## run every test
-	$(PY) -m pytest
+	$(OFFLINE) $(PY) -m pytest
 
 check: setup ## format check, lint and type check (ruff, mypy), as CI runs them
 	$(VENV)/bin/ruff format --check .
@@ -63,27 +72,38 @@ format: setup ## format the code and apply ruff's safe fixes
 	$(VENV)/bin/ruff check --fix .
 
 bench: setup ## run the benchmarks (ratios measured in one run)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do echo "== $$b"; $(OFFLINE) $(PY) $$b || exit 1; done
 
 snapshot: setup ## refresh the reviewed baselines in baselines/ (review the diff!)
-	$(PY) -m tools.baselines --update
+	$(OFFLINE) $(PY) -m tools.baselines --update
 
-diff: setup ## audit: diff ENV's synth against its committed baseline (FAIL_ON=destructive to gate)
-	$(PY) -m tools.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
+diff: setup ## audit: ENV's synth against its baseline (FAIL_ON=never|any-change|broadening|destructive gates)
+	$(OFFLINE) $(PY) -m tools.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
 
-deploy: setup ## deploy one environment directly: make deploy ENV=dev (needs credentials for its account)
+deploy-preflight: setup ## what a deploy needs on this machine: a Docker daemon and a login to the training base registry
+	@docker info >/dev/null 2>&1 || { echo "make deploy builds the SGLang and training images with Docker at publish" \
+		"time, and no Docker daemon is reachable here: start Docker (or deploy through the delivery pipeline," \
+		"which builds them in CodeBuild)." >&2; exit 1; }
+	@registry=$$($(PY) -c 'from stacks.settings import load_environment as l; \
+		print(l("$(ENV)").training.base_image.split("/")[0])'); \
+		region=$$(echo $$registry | cut -d. -f4); \
+		aws ecr get-login-password --region $$region | docker login --username AWS --password-stdin $$registry \
+		>/dev/null || { echo "cannot log in to $$registry (the PyTorch DLC the training image is built FROM):" \
+		"check your AWS credentials" >&2; exit 1; }
+
+deploy: deploy-preflight ## deploy one environment directly: make deploy ENV=dev (needs credentials for its account)
 	$(CDK) deploy "$$($(PY) -c 'from stacks.settings import load_environment as l; print(l("$(ENV)").stage_id)')/*" \
 		-c environments=$(ENV) --require-approval broadening
 
 diagram: synth graphviz ## draw docs/architecture.png (the system) and docs/architecture-detail.png (every construct) from cdk.out (STAGE=Prod)
-	$(PY) -m tools.diagram cdk.out --stage $(or $(STAGE),Prod) \
+	$(OFFLINE) $(PY) -m tools.diagram cdk.out --stage $(or $(STAGE),Prod) \
 		--output docs/architecture.png --detail-output docs/architecture-detail.png
 
 lint: synth ## cfn-lint over every synthesized template
-	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json')
+	$(OFFLINE) $(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json')
 
 demo: setup ## the whole system on this machine: train, register, serve, ask the agent (FRESH=1 reruns all)
-	$(PY) -m local.demo $(if $(FRESH),--fresh)
+	$(OFFLINE) $(PY) -m local.demo $(if $(FRESH),--fresh)
 
 mlflow-ui: setup ## serve the demo's MLflow (runs, registry, traces) on http://127.0.0.1:5050
 	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/.demo/mlflow/mlflow.db \

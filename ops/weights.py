@@ -1,5 +1,7 @@
 """Base weights where the config says: an S3 prefix of the artifacts bucket (uploaded from a local snapshot,
-idempotent by checksum) or a licence-gated JumpStart artifact (access verified, nothing copied)."""
+idempotent by checksum) or a licence-gated JumpStart artifact (access verified, nothing copied). The fine-tuning
+pipeline always reads a staged copy (``training.base_weights_prefix``: a processing input cannot accept a licence,
+docs/first-deploy.md), so `make weights FROM=DIR` stages it too."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ops import outputs
 from ops.cloud import Cloud
 from ops.errors import OpsError
 from ops.ui import console
+from stacks import settings as config
 from stacks.settings import EnvironmentSettings, ModelSettings
 
 CHECKSUM_KEY = "sha256"  # object metadata (x-amz-meta-sha256): the hex SHA-256 of the whole file
@@ -39,9 +42,16 @@ class JumpStartWeights:
 
 
 def weights_location(settings: EnvironmentSettings, model: ModelSettings) -> S3Weights | JumpStartWeights:
-    """Where a model's base weights live, per the config. Today every model names a prefix of the artifacts
-    bucket (``artifact_prefix``); a hosted source maps to ``JumpStartWeights`` here and nowhere else."""
-    return S3Weights(model.name, model.artifact_prefix)
+    """Where a model's served weights live, per its ``weights`` setting."""
+    w = model.weights
+    if isinstance(w, config.JumpStartWeights):
+        return JumpStartWeights(model.name, w.model_id, w.version, w.accept_eula, w.eula_accepted_by)
+    return S3Weights(model.name, w.prefix)
+
+
+def training_location(settings: EnvironmentSettings) -> S3Weights:
+    """The copy the fine-tuning pipeline reads (``training.base_weights_prefix``)."""
+    return S3Weights("pipeline", settings.training.base_weights_prefix)
 
 
 def select_models(settings: EnvironmentSettings, name: str | None) -> list[ModelSettings]:
@@ -200,14 +210,14 @@ def stage_from(cloud: Cloud, w: S3Weights, directory: Path) -> UploadPlan:
     return plan
 
 
-def check_present(cloud: Cloud, w: S3Weights, model: ModelSettings) -> None:
+def check_present(cloud: Cloud, w: S3Weights, model_id: str) -> None:
     bucket = cloud.output(outputs.ARTIFACTS_BUCKET)
     found = list_prefix(cloud.client("s3"), bucket, w.prefix)
     names = {k.rsplit("/", 1)[-1] for k in found}
     if "config.json" not in names or not any(n.endswith(_WEIGHT_SUFFIXES) for n in names):
         raise OpsError(
             f"{w.model}: no model weights at s3://{bucket}/{w.prefix} ({len(found)} object(s)); download a snapshot "
-            f"of {model.model_id} (accept its licence first: `hf download {model.model_id} --local-dir DIR`), then "
+            f"of {model_id} (accept its licence first: `hf download {model_id} --local-dir DIR`), then "
             f"make weights ENV={cloud.env} FROM=DIR"
         )
     size = sum(found.values())
@@ -222,17 +232,23 @@ def run(cloud: Cloud, *, source: Path | None, model: str | None) -> None:
             f"--from uploads one model; '{cloud.env}' has {len(models)} ({', '.join(m.name for m in models)}): "
             "add --model NAME"
         )
+    staged: dict[str, tuple[S3Weights, str]] = {}  # prefix -> (location, model id), each prefix once
     for m in models:
         w = weights_location(cloud.settings, m)
         if isinstance(w, JumpStartWeights):
-            if source is not None:
-                raise OpsError(f"{m.name}: weights come from JumpStart ({w.model_id}); nothing to upload with --from")
             info = verify_jumpstart(cloud, w)
             console.print(f"[green]✓[/] {m.name}: JumpStart {w.model_id} {w.version} is available in {cloud.region}")
             console.print(f"  served from {info['artifact']} (nothing copied)")
             if info["gated"]:
                 console.print(f"  licence {info['eula']} accepted by {w.eula_accepted_by}")
-        elif source is not None:
+        else:
+            staged.setdefault(w.prefix, (w, m.model_id))
+    training = cloud.settings.training
+    if model is None or any(m.model_id == training.base_model_id for m in models):
+        pipeline_copy = training_location(cloud.settings)
+        staged.setdefault(pipeline_copy.prefix, (pipeline_copy, training.base_model_id))
+    for w, model_id in staged.values():
+        if source is not None:
             stage_from(cloud, w, source)
         else:
-            check_present(cloud, w, m)
+            check_present(cloud, w, model_id)

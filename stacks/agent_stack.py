@@ -9,6 +9,8 @@ use the environment key for those two, and write its logs and traces.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Stack, Token
 from aws_cdk import aws_bedrockagentcore as agentcore
@@ -28,15 +30,6 @@ from stacks.settings import PROTECTED_ENVIRONMENTS, ConfigError, EnvironmentSett
 ENDPOINT_NAME = "live"  # the runtime endpoint this stack manages; it follows the deployed runtime version
 REPORTS_PREFIX = "reports/"
 SEED_PROVIDER_ID = "AWS679f53fac002430cb0da5b7982bd2287"  # the singleton function of CDK's AwsCustomResource
-# MLflow calls that tracing needs (experiment lookup/creation, traces); nothing that reads or deletes runs.
-MLFLOW_ACTIONS = [
-    "sagemaker-mlflow:CreateExperiment",
-    "sagemaker-mlflow:GetExperiment",
-    "sagemaker-mlflow:GetExperimentByName",
-    "sagemaker-mlflow:StartTrace",
-    "sagemaker-mlflow:EndTrace",
-    "sagemaker-mlflow:SetTraceTag",
-]
 
 
 def observability_environment(*, record_prompts: bool) -> dict[str, str]:
@@ -78,8 +71,8 @@ class AgentStack(Stack):
         reports_bucket: s3.IBucket,
         endpoint_name: str,
         inference_component: str,
-        mlflow_arn: str | None = None,
         mlflow_tracking_uri: str | None = None,
+        grant_mlflow: Callable[[iam.IGrantable], Any] | None = None,
         vpc: ec2.IVpc | None = None,
         subnets: ec2.SubnetSelection | None = None,
         security_group: ec2.ISecurityGroup | None = None,
@@ -165,8 +158,14 @@ class AgentStack(Stack):
             table_arn=self.table.table_arn,
             reports=reports_bucket.arn_for_objects(f"{REPORTS_PREFIX}*"),
             key=key,
-            mlflow_arn=mlflow_arn,
         )
+        if grant_mlflow is not None:  # exactly what the MLflow kind needs, and its artifact prefix
+            grant_mlflow(self.runtime)
+            compliance.acknowledge_wildcards(
+                self.runtime.role,
+                compliance.AGENT_MLFLOW_ARTIFACTS,
+                f"Resource::*/{settings.mlflow.artifact_prefix.strip('/')}/[*]",
+            )
 
         for name, value in {
             "RuntimeArn": self.runtime.agent_runtime_arn,
@@ -188,7 +187,6 @@ class AgentStack(Stack):
         table_arn: str,
         reports: str,
         key: kms.IKey,
-        mlflow_arn: str | None,
     ) -> None:
         def sagemaker_arn(resource: str, name: str) -> str:
             # SageMaker lower-cases names in its ARNs.
@@ -223,8 +221,6 @@ class AgentStack(Stack):
                 },
             ),
         ]
-        if mlflow_arn:
-            statements.append(iam.PolicyStatement(sid="TraceToMlflow", actions=MLFLOW_ACTIONS, resources=[mlflow_arn]))
         for statement in statements:
             self.runtime.add_to_role_policy(statement)
         compliance.acknowledge(self.runtime.role, *compliance.agent_runtime_role(self))

@@ -1,4 +1,5 @@
-"""Compliance gates: cdk-nag AwsSolutions + HIPAA Security, and every acknowledgment with its reason.
+"""Compliance gates: cdk-nag AwsSolutions + HIPAA Security + DeployReadiness, and every acknowledgment with its
+reason.
 
 cdk-nag 3 runs as a CDK policy-validation plugin: any unacknowledged finding fails synth.
 Acknowledgments live here, in one place, as named groups; stacks apply a group to the
@@ -24,8 +25,11 @@ class Ack:
 
 
 def register(app: App) -> None:
-    """Run both packs over every stack of the app; findings fail synth."""
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+    """Run the packs over every stack of the app (AwsSolutions, HIPAA Security and the services' own rules,
+    stacks/readiness.py); findings fail synth."""
+    from stacks.readiness import DeployReadinessChecks
+
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app), DeployReadinessChecks(app))
 
 
 def acknowledge(construct: IConstruct, *acks: Ack) -> None:
@@ -103,13 +107,6 @@ RESTRICT_DEFAULT_SG_PROVIDER = (
     Ack(
         "HIPAA.Security-LambdaInsideVPC",
         "CDK-managed provider calls only the EC2 API to close the default security group.",
-    ),
-)
-
-AVAILABILITY_ZONES = (
-    Ack(
-        "CloudFormation-Validate::W3010",
-        "The AZ names come from settings on purpose: synth must not look them up in the account.",
     ),
 )
 
@@ -198,11 +195,11 @@ MLFLOW_ROLE = (
 )
 
 PIPELINE_ROLE = (
-    "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the datasets "
-    "prefix (read) and the pipeline's output and checkpoint prefixes (write); processing-job/pipelines-* and "
-    "training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the versions of "
-    "this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
-    "sagemaker-mlflow:* on this environment's one MLflow ARN (the tracking API is one namespace); "
+    "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the "
+    "datasets and base-weights prefixes (read), the pipeline's output and checkpoint prefixes and the MLflow "
+    "artifact prefix (write; the MLflow client writes artifacts straight to S3); processing-job/pipelines-* and "
+    "training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the "
+    "versions of this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
     "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace condition /aws/sagemaker/*) and the "
     "network-interface actions of jobs in the VPC have no resource-level permissions."
 )
@@ -320,6 +317,11 @@ def agent_runtime_role(stack) -> tuple[Ack, ...]:
     )
 
 
+AGENT_MLFLOW_ARTIFACTS = (
+    "Traces and their artifacts: the MLflow client writes artifacts straight to the artifact store, objects under the "
+    "MLflow artifact prefix only (Mlflow.grant_use)."
+)
+
 AGENT_REPORTS_PREFIX = (
     "The agent writes one object per report under reports/<patient id>/<timestamp>.md: PutObject only, on that "
     "prefix of the reports bucket only."
@@ -386,6 +388,12 @@ DELIVERY_REPLICATION_BUCKET = tuple(
         "HIPAA.Security-S3BucketVersioningEnabled",
         "HIPAA.Security-S3BucketReplicationEnabled",
     )
+) + (
+    Ack(
+        "DeployReadiness-RetainExceptOnCreate",
+        "CDK's cross-region support stack creates this bucket with Retain; its name is generated, so a failed first "
+        "create leaves nothing that blocks the retry (only an empty bucket to remove).",
+    ),
 )
 
 

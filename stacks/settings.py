@@ -17,6 +17,14 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stacks import sglang_check
+from stacks.facts import (
+    AGENTCORE_AZ_IDS,
+    AGENTCORE_MIN_AZS,
+    INSTANCE_FAMILIES,
+    instance_family,
+    jumpstart_gated_buckets,
+    jumpstart_prepack_key,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
@@ -40,32 +48,9 @@ Region = Annotated[str, AfterValidator(_region)]
 # SageMaker inference component / endpoint names.
 ResourceName = Annotated[str, Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")]
 
-# Accelerators per SageMaker instance type (data, not branches). Extend as needed.
+# Accelerators per SageMaker GPU instance type: derived from the one instance table (stacks/facts.py).
 ACCELERATORS: dict[str, int] = {
-    "ml.g5.xlarge": 1,
-    "ml.g5.2xlarge": 1,
-    "ml.g5.4xlarge": 1,
-    "ml.g5.8xlarge": 1,
-    "ml.g5.16xlarge": 1,
-    "ml.g5.12xlarge": 4,
-    "ml.g5.24xlarge": 4,
-    "ml.g5.48xlarge": 8,
-    "ml.g6.xlarge": 1,
-    "ml.g6.2xlarge": 1,
-    "ml.g6.4xlarge": 1,
-    "ml.g6.8xlarge": 1,
-    "ml.g6.16xlarge": 1,
-    "ml.g6.12xlarge": 4,
-    "ml.g6.24xlarge": 4,
-    "ml.g6.48xlarge": 8,
-    "ml.g6e.xlarge": 1,
-    "ml.g6e.2xlarge": 1,
-    "ml.g6e.12xlarge": 4,
-    "ml.g6e.48xlarge": 8,
-    "ml.p4d.24xlarge": 8,
-    "ml.p4de.24xlarge": 8,
-    "ml.p5.48xlarge": 8,
-    "ml.p5e.48xlarge": 8,
+    f"ml.{family}.{size}": n for family, f in INSTANCE_FAMILIES.items() for size, n in f.accelerators.items() if n
 }
 
 
@@ -129,7 +114,9 @@ class _Model(BaseModel):
 class NetworkSettings(_Model):
     enabled: bool = False
     cidr: str = Field("10.40.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
-    max_azs: int = Field(2, ge=2, le=3)
+    # Subnets are created in these Availability Zone IDs (the same physical zones in every account; zone names are
+    # mapped per account). AgentCore accepts only its documented zone IDs: validated per region (stacks/facts.py).
+    availability_zone_ids: list[Annotated[str, Field(pattern=r"^[a-z]{2,4}\d-az\d+$")]] = []
     flow_log_retention_days: RetentionDays = 365
 
 
@@ -140,6 +127,8 @@ class DataSettings(_Model):
 
 # An S3 key prefix of ours: relative, no leading or trailing "/" needed (both are stripped).
 Prefix = Annotated[str, Field(pattern=r"^/?[\w.=-]+(/[\w.=-]+)*/?$")]
+# An S3 key prefix: relative, ends with "/".
+KeyPrefix = Annotated[str, Field(pattern=r"^[\w.=-]+(/[\w.=-]+)*/$")]
 # A framework image in ECR, pinned by tag or digest (per region: no synth-time lookups).
 EcrImage = Annotated[
     str, Field(pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
@@ -167,18 +156,30 @@ class RegistrySettings(_Model):
     deploy_reserved_concurrency: int = Field(1, ge=1, le=10)
 
 
+def _known_instance_type(v: str) -> str:
+    instance_family(v)  # local storage decides whether a job may have a volume key: the family must be known
+    return v
+
+
+InstanceType = Annotated[str, AfterValidator(_known_instance_type)]
+
+
 class TrainingSettings(_Model):
     pipeline_name: ResourceName = "clinical-diagnosis-finetune"
     base_model_id: str = "meta-llama/Llama-3.2-3B-Instruct"
-    # Framework images are per region: set them here (no synth-time lookups).
-    training_image: EcrImage
-    processing_image: EcrImage
+    # The PyTorch DLC that containers/training/Dockerfile builds FROM (per region: no synth-time lookups); the
+    # training/evaluation dependencies are baked on top, so no job installs anything at start.
+    base_image: EcrImage
+    # The base weights the pipeline fine-tunes and evaluates (uncompressed Hugging Face layout), in the artifacts
+    # bucket: the Evaluate step is a processing job, and a processing input cannot accept a model licence
+    # (ProcessingS3Input has no ModelAccessConfig), so the pipeline reads a copy staged by `make weights`.
+    base_weights_prefix: KeyPrefix = "models/llama-3.2-3b-instruct/"
     dataset_prefix: Prefix = "clinical/raw"  # in the datasets bucket; the pipeline reads only this prefix
     checkpoint_prefix: Prefix = "checkpoints"  # in the artifacts bucket (+ /<pipeline_name>)
-    preprocess_instance_type: str = "ml.m5.xlarge"
-    training_instance_type: str = "ml.g5.2xlarge"
+    preprocess_instance_type: InstanceType = "ml.m5.xlarge"
+    training_instance_type: InstanceType = "ml.g5.2xlarge"
     training_instance_count: int = Field(1, ge=1)
-    evaluate_instance_type: str = "ml.g5.2xlarge"
+    evaluate_instance_type: InstanceType = "ml.g5.2xlarge"
     use_spot: bool = True
     max_runtime_seconds: int = Field(86400, ge=60)
     lora_rank: int = Field(16, ge=1, le=256)
@@ -196,8 +197,6 @@ def _component_name(v: str) -> str:
 
 # Endpoint and inference component names (SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$, at most 63).
 ComponentName = Annotated[str, AfterValidator(_component_name)]
-# An S3 key prefix: relative, ends with "/".
-KeyPrefix = Annotated[str, Field(pattern=r"^[\w.=-]+(/[\w.=-]+)*/$")]
 # SageMaker mounts a model's S3 data here.
 MODEL_DIR = sglang_check.MODEL_DIR
 # SageMaker limits on a container's environment.
@@ -220,13 +219,49 @@ class SpeculativeSettings(_Model):
     num_draft_tokens: int | None = Field(None, ge=2)
 
 
+class JumpStartWeights(_Model):
+    """Weights hosted by SageMaker JumpStart behind a licence: nothing to stage; the licence is accepted here."""
+
+    source: Literal["jumpstart"]
+    model_id: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$")  # e.g. meta-textgeneration-llama-3-2-3b-instruct
+    # The prepacked artifact version of the JumpStart model spec (its hosting_prepacked_artifact_key).
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    # Whoever deploys declares that the model's licence (for Llama 3.2: Meta's Llama 3.2 Community License) has
+    # been read and accepted, and by whom; SageMaker downloads the weights only with AcceptEula true.
+    accept_eula: bool
+    eula_accepted_by: str = Field(min_length=3)
+
+    @field_validator("accept_eula")
+    @classmethod
+    def _accepted(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError(
+                "JumpStart serves these weights only to a request that accepts the model's licence: read it, set "
+                "accept_eula: true and name who accepted it in eula_accepted_by (or use source: s3 with your own copy)"
+            )
+        return v
+
+    def prefix(self) -> str:
+        return jumpstart_prepack_key(self.model_id, self.version)
+
+
+class S3Weights(_Model):
+    """Weights staged in the environment's artifacts bucket under ``prefix`` (``make weights``)."""
+
+    source: Literal["s3"]
+    prefix: KeyPrefix
+
+
+Weights = Annotated[JumpStartWeights | S3Weights, Field(discriminator="source")]
+
+
 class ModelSettings(_Model):
     """One base model hosted as an inference component on the shared endpoint."""
 
     name: ComponentName  # also the inference component's name
     model_id: str
-    # S3 prefix in the artifacts bucket where the weights live (uncompressed, mounted at /opt/ml/model).
-    artifact_prefix: KeyPrefix
+    # Where the weights come from (uncompressed, mounted at /opt/ml/model): JumpStart or a staged prefix of ours.
+    weights: Weights
     accelerators: int = Field(1, ge=1)
     memory_mb: int = Field(16384, ge=1024)
     cpu_cores: float = Field(4, gt=0)
@@ -244,6 +279,11 @@ class ModelSettings(_Model):
     def _valid(self) -> ModelSettings:
         if self.min_copies > self.max_copies:
             raise ValueError(f"min_copies ({self.min_copies}) exceeds max_copies ({self.max_copies})")
+        if self.speculative and self.speculative.draft and not isinstance(self.weights, S3Weights):
+            raise ValueError(
+                "speculative.draft: needs weights.source s3 (SageMaker mounts one S3 prefix per model at "
+                f"{MODEL_DIR}, and a JumpStart-hosted prefix cannot hold our draft)"
+            )
         derived = self._derived_fields()
         for key, value in self.environment.items():
             if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key):
@@ -284,6 +324,30 @@ class ModelSettings(_Model):
                 if (value := getattr(spec, size)) is not None:
                     env[f"SM_SGLANG_SPECULATIVE_{size.upper()}"] = (f"speculative.{size}", str(value))
         return env
+
+    @property
+    def weights_prefix(self) -> str:
+        """The weights' key prefix (in JumpStart's gated bucket, or in the artifacts bucket)."""
+        return self.weights.prefix() if isinstance(self.weights, JumpStartWeights) else self.weights.prefix
+
+    @property
+    def accept_eula(self) -> bool:
+        """Whether reading the weights needs ModelAccessConfig.AcceptEula (JumpStart's gated artifacts)."""
+        return isinstance(self.weights, JumpStartWeights)
+
+    def weights_bucket(self, region: str, artifacts_bucket: str) -> str:
+        """The bucket holding the weights: JumpStart's gated bucket of ``region``, or the artifacts bucket."""
+        if isinstance(self.weights, S3Weights):
+            return artifacts_bucket
+        buckets = jumpstart_gated_buckets()
+        if region not in buckets:
+            raise ValueError(f"JumpStart has no gated artifacts in {region}; regions: {', '.join(buckets)}")
+        return buckets[region]
+
+    def weights_uri(self, region: str, artifacts_bucket: str) -> str:
+        """``s3://<bucket>/<prefix>``: what SageMaker mounts at /opt/ml/model. Every consumer (the endpoint's
+        model, the ops CLI) takes the weights' location from here."""
+        return f"s3://{self.weights_bucket(region, artifacts_bucket)}/{self.weights_prefix}"
 
     @property
     def container_environment(self) -> dict[str, str]:
@@ -446,6 +510,34 @@ class EnvironmentSettings(_Model):
                 f"training.lora_rank: {self.training.lora_rank} exceeds max_lora_rank {base.max_lora_rank} of "
                 f"{base.name}, the base that serves the approved adapter"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _placement(self) -> EnvironmentSettings:
+        """Zones and sources that exist in this environment's region."""
+        if self.network.enabled:
+            zones, supported = self.network.availability_zone_ids, AGENTCORE_AZ_IDS.get(self.region)
+            if supported is None:
+                raise ValueError(
+                    f"network: AgentCore Runtime in a VPC documents no Availability Zones for {self.region}; "
+                    f"regions: {', '.join(AGENTCORE_AZ_IDS)}"
+                )
+            if len(set(zones)) < AGENTCORE_MIN_AZS or len(set(zones)) != len(zones):
+                raise ValueError(
+                    f"network.availability_zone_ids: {zones} must name at least {AGENTCORE_MIN_AZS} distinct zone IDs "
+                    f"of {self.region} (AgentCore supports {', '.join(supported)})"
+                )
+            if stray := [z for z in zones if z not in supported]:
+                raise ValueError(
+                    f"network.availability_zone_ids: {', '.join(stray)} not supported by AgentCore Runtime in "
+                    f"{self.region}; supported: {', '.join(supported)}"
+                )
+        for i, m in enumerate(self.inference.models):
+            if m.accept_eula and self.region not in jumpstart_gated_buckets():
+                raise ValueError(
+                    f"inference.models.{i}.weights: JumpStart has no gated artifacts in {self.region}; "
+                    f"regions: {', '.join(jumpstart_gated_buckets())}"
+                )
         return self
 
 

@@ -56,7 +56,13 @@ class ModelComponent(Construct):
                 environment=model.container_environment,
                 model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
                     s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
-                        s3_uri=weights_uri, s3_data_type="S3Prefix", compression_type="None"
+                        s3_uri=weights_uri,
+                        s3_data_type="S3Prefix",
+                        compression_type="None",
+                        # JumpStart's gated weights: the licence accepted in settings (weights.accept_eula).
+                        model_access_config=sagemaker.CfnModel.ModelAccessConfigProperty(accept_eula=True)
+                        if model.accept_eula
+                        else None,
                     )
                 ),
             ),

@@ -72,7 +72,7 @@ def templates(stages):
 @pytest.mark.parametrize("env", ENVS)
 def test_model_invocation_is_limited_to_the_endpoint_and_the_agents_component(templates, stages, env):
     s = stages[env].settings
-    (invoke,) = statements_with(role_statements(templates[env]), "sagemaker:")
+    (invoke,) = statements_with(role_statements(templates[env]), "sagemaker:Invoke")
     actions = sorted(as_list(invoke["Action"]))
     assert actions == ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
     account, region = s.account, s.region
@@ -85,16 +85,21 @@ def test_model_invocation_is_limited_to_the_endpoint_and_the_agents_component(te
 @pytest.mark.parametrize("env", ENVS)
 def test_reports_are_written_with_put_object_under_reports_prefix_only(templates, env):
     statements = role_statements(templates[env])
-    (put,) = [s for s in statements_with(statements, "s3:") if "s3:PutObject" in as_list(s["Action"])]
+    (put,) = [s for s in statements_with(statements, "s3:") if "/reports/" in json.dumps(s["Resource"])]
     assert put["Action"] == "s3:PutObject"
     (bucket_arn, suffix) = put["Resource"]["Fn::Join"][1]
     assert suffix == "/reports/*"
     assert "Reports" in bucket_arn["Fn::GetStackOutput"]["OutputName"]
-    # The only other S3 grant is the L2's read of the code package in the CDK assets bucket.
+    # The other S3 grants: the L2's read of the code package in the CDK assets bucket, and the MLflow artifact prefix
+    # (the MLflow client writes trace artifacts straight to S3).
     for other in statements_with(statements, "s3:"):
-        if other is not put:
+        if other is put:
+            continue
+        scope = json.dumps([other["Resource"], other.get("Condition")])
+        if "cdk-hnb659fds-assets-" in scope:
             assert all(a.startswith(("s3:Get", "s3:List")) for a in as_list(other["Action"]))
-            assert all("cdk-hnb659fds-assets-" in r for r in as_list(other["Resource"]))
+        else:
+            assert "Artifacts" in scope and '"/mlflow/*"' in scope or '"mlflow/*"' in scope, other
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -108,13 +113,15 @@ def test_patient_table_is_read_with_get_item_and_query_only(templates, env):
 
 @pytest.mark.parametrize("env", ENVS)
 def test_the_environment_key_is_usable_only_through_dynamodb_and_s3(templates, env):
-    (use,) = statements_with(role_statements(templates[env]), "kms:")
-    assert sorted(as_list(use["Action"])) == ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
-    assert "Key" in use["Resource"]["Fn::GetStackOutput"]["OutputName"]
-    assert sorted(use["Condition"]["StringEquals"]["kms:ViaService"]) == [
-        "dynamodb.us-east-1.amazonaws.com",
-        "s3.us-east-1.amazonaws.com",
-    ]
+    uses = statements_with(role_statements(templates[env]), "kms:")
+    assert len(uses) == 2  # the table and reports; the MLflow artifact prefix
+    for use in uses:
+        assert set(as_list(use["Action"])) <= {"kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"}
+        assert "Key" in use["Resource"]["Fn::GetStackOutput"]["OutputName"]
+        assert set(as_list(use["Condition"]["StringEquals"]["kms:ViaService"])) <= {
+            "dynamodb.us-east-1.amazonaws.com",
+            "s3.us-east-1.amazonaws.com",
+        }
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -136,17 +143,24 @@ def test_unscoped_resources_only_where_iam_has_no_resource_level_permission(temp
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_mlflow_grant_is_scoped_to_the_environments_mlflow_and_tracing_calls(templates, stages, env):
-    (mlflow,) = statements_with(role_statements(templates[env]), "sagemaker-mlflow:")
-    assert set(as_list(mlflow["Action"])) <= {
-        "sagemaker-mlflow:CreateExperiment",
-        "sagemaker-mlflow:GetExperiment",
-        "sagemaker-mlflow:GetExperimentByName",
-        "sagemaker-mlflow:StartTrace",
-        "sagemaker-mlflow:EndTrace",
-        "sagemaker-mlflow:SetTraceTag",
-    }
-    assert len(as_list(mlflow["Resource"])) == 1 and mlflow["Resource"] != "*"
+def test_mlflow_grant_is_what_the_environments_mlflow_kind_authorizes(templates, stages, env):
+    """An App (dev) authorizes sagemaker:CallMlflowAppApi on its ARN; a tracking server (staging, prod) the listed
+    sagemaker-mlflow actions, never a wildcard; both on the environment's one MLflow."""
+    from stacks.facts import MLFLOW_TRACKING_SERVER_ACTIONS
+
+    statements = role_statements(templates[env])
+    kind = stages[env].settings.mlflow.kind
+    if kind == "serverless":
+        (grant,) = [s for s in statements if "sagemaker:CallMlflowAppApi" in as_list(s["Action"])]
+        assert as_list(grant["Action"]) == ["sagemaker:CallMlflowAppApi"] and not statements_with(
+            statements, "sagemaker-mlflow:"
+        )
+        assert "MlflowApp" in json.dumps(grant["Resource"])
+    else:
+        (grant,) = statements_with(statements, "sagemaker-mlflow:")
+        assert sorted(as_list(grant["Action"])) == sorted(MLFLOW_TRACKING_SERVER_ACTIONS)
+        assert "MlflowTrackingServer" in json.dumps(grant["Resource"])
+    assert len(as_list(grant["Resource"])) == 1 and grant["Resource"] != "*"
 
 
 # --- the table and its seed ----------------------------------------------------------------------
@@ -171,14 +185,16 @@ def test_patient_table_is_encrypted_with_the_environment_key_and_has_point_in_ti
 
 
 @pytest.mark.parametrize(
-    "env,policy,protected", [("dev", "Delete", False), ("staging", "Retain", True), ("prod", "Retain", True)]
+    "env,policy,protected",
+    [("dev", "Delete", False), ("staging", "RetainExceptOnCreate", True), ("prod", "RetainExceptOnCreate", True)],
 )
 def test_patient_table_is_retained_and_protected_outside_dev(templates, env, policy, protected):
+    """Retained, except when the stack's first create rolls back: the named table must not block the retry."""
     templates[env].has_resource(
         "AWS::DynamoDB::Table",
         {
             "DeletionPolicy": policy,
-            "UpdateReplacePolicy": policy,
+            "UpdateReplacePolicy": "Delete" if policy == "Delete" else "Retain",
             "Properties": Match.object_like({"DeletionProtectionEnabled": protected}),
         },
     )

@@ -117,7 +117,11 @@ def test_an_environment_in_another_region_is_deployed_there_through_a_keyed_repl
         str(tmp_path),
         environments="",
         delivery="true",
-        **{"delivery.environments": '["prod"]', "prod.region": "eu-west-1"},
+        **{
+            "delivery.environments": '["prod"]',
+            "prod.region": "eu-west-1",
+            "prod.network.availability_zone_ids": '["euw1-az1", "euw1-az2"]',
+        },
     )
     build_app(app)
     app.synth()  # compliance packs included: the support stack's bucket passes too
@@ -286,3 +290,39 @@ def test_delivery_switch_rejects_other_values():
 def test_app_without_the_pipeline_has_no_delivery_stack():
     app = make_app(environments="", delivery="false")
     assert build_app(app) == {} and app.node.try_find_child(DELIVERY_STACK_ID) is None
+
+
+def test_the_source_action_may_use_a_codeconnections_connection(delivery, pipeline):
+    """The connection ARN is arn:aws:codeconnections:...; its service prefix authorizes codeconnections:UseConnection
+    (CDK grants only codestar-connections:UseConnection)."""
+    (source,) = stage_actions(pipeline, "Source")
+    role = source["RoleArn"]["Fn::GetAtt"][0]
+    actions = {
+        (a, json.dumps(st["Resource"]))
+        for p in template(delivery).find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    }
+    connection = load_delivery().connection_arn
+    assert ("codeconnections:UseConnection", json.dumps(connection)) in actions
+
+
+def test_image_publishing_logs_in_to_the_training_base_image_registry(delivery, tmp_path_factory):
+    """The training image is built FROM a PyTorch DLC in AWS's account: the image projects log in to its registry
+    and may pull only that repository."""
+    outdir = Path(delivery.node.root.outdir)
+    (spec,) = outdir.glob("buildspec-*-DockerAsset.yaml")
+    registry = load_environment("dev").training.base_image.split("/")[0]
+    assert f"docker login --username AWS --password-stdin {registry}" in spec.read_text()
+    statements = [
+        st
+        for p in template(delivery).find_resources("AWS::IAM::Policy").values()
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        if "ecr:BatchGetImage" in json.dumps(st["Action"]) and "763104351884" in json.dumps(st["Resource"])
+    ]
+    assert statements and all(
+        r == "arn:aws:ecr:us-east-1:763104351884:repository/pytorch-training"
+        for st in statements
+        for r in [st["Resource"]]
+    )

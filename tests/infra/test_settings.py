@@ -77,7 +77,14 @@ def test_unknown_field_is_refused(config_dir):
 
 
 def test_context_overrides_account_and_nested_fields():
-    app = make_app(environments="dev", **{"dev.account": "012345678901", "dev.network.enabled": "true"})
+    app = make_app(
+        environments="dev",
+        **{
+            "dev.account": "012345678901",
+            "dev.network.enabled": "true",
+            "dev.network.availability_zone_ids": '["use1-az1", "use1-az4"]',
+        },
+    )
     stages = build_app(app)
     settings = stages["dev"].settings
     assert settings.account == "012345678901"  # leading zero kept: accounts stay strings
@@ -103,3 +110,29 @@ def test_training_rank_must_fit_the_serving_base():
         ConfigError, match=r"environment 'dev':\n  training.lora_rank: 128 exceeds max_lora_rank 64 of llama32-3b"
     ):
         load_environment("dev", overrides={"training.lora_rank": 128})
+
+
+@pytest.mark.parametrize(
+    "zones,message",
+    [
+        ('["use1-az1"]', r"network\.availability_zone_ids: \['use1-az1'\] must name at least 2 distinct zone IDs"),
+        ('["use1-az1", "use1-az1"]', r"network\.availability_zone_ids: .* must name at least 2 distinct zone IDs"),
+        ('["use1-az1", "use1-az3"]', r"network\.availability_zone_ids: use1-az3 not supported by AgentCore Runtime"),
+    ],
+)
+def test_zone_ids_must_be_agentcores_for_the_region(zones, message):
+    with pytest.raises(ConfigError, match=rf"environment 'prod':\n  {message}"):
+        load_environment("prod", overrides={"network.availability_zone_ids": zones})
+
+
+def test_a_network_in_a_region_agentcore_documents_no_zones_for_is_refused():
+    with pytest.raises(ConfigError, match=r"network: AgentCore Runtime in a VPC documents no Availability Zones"):
+        load_environment("prod", overrides={"region": "sa-east-1"})
+
+
+def test_a_job_instance_type_must_be_in_the_instance_table():
+    """Whether a job may carry a volume key depends on the instance's local storage: the family must be known."""
+    with pytest.raises(
+        ConfigError, match=r"training\.evaluate_instance_type: instance family 'zz9' .* INSTANCE_FAMILIES"
+    ):
+        load_environment("dev", overrides={"training.evaluate_instance_type": "ml.zz9.xlarge"})

@@ -6,7 +6,18 @@ import pytest
 
 from stacks.settings import ConfigError, load_environment
 
-LLAMA = {"name": "llama32-3b", "model_id": "meta-llama/Llama-3.2-3B-Instruct", "artifact_prefix": "models/llama/"}
+LLAMA = {
+    "name": "llama32-3b",
+    "model_id": "meta-llama/Llama-3.2-3B-Instruct",
+    "weights": {"source": "s3", "prefix": "models/llama/"},
+}
+JUMPSTART = {
+    "source": "jumpstart",
+    "model_id": "meta-textgeneration-llama-3-2-3b-instruct",
+    "version": "1.0.0",
+    "accept_eula": True,
+    "eula_accepted_by": "Jane Doe, ML platform",
+}
 
 
 def model(**changes) -> dict:
@@ -159,9 +170,62 @@ def test_adapter_artifact_must_be_one_archive():
 def test_prefixes_are_relative_and_end_with_a_slash():
     refused(
         "dev",
-        {"inference.models": [model(artifact_prefix="/models/llama")]},
-        r"inference\.models\.0\.artifact_prefix: String should match pattern",
+        {"inference.models": [model(weights={"source": "s3", "prefix": "/models/llama"})]},
+        r"inference\.models\.0\.weights\.s3\.prefix: String should match pattern",
     )
+
+
+def test_a_draft_needs_weights_of_our_own():
+    refused(
+        "dev",
+        {"inference.models": [model(weights=JUMPSTART, speculative={"algorithm": "EAGLE3", "draft": "eagle3"})]},
+        r"inference\.models\.0: speculative\.draft: needs weights\.source s3",
+    )
+
+
+def test_jumpstart_weights_need_the_licence_accepted_and_by_whom():
+    refused(
+        "dev",
+        {"inference.models": [model(weights={**JUMPSTART, "accept_eula": False})]},
+        r"inference\.models\.0\.weights\.jumpstart\.accept_eula: JumpStart serves these weights only to a request "
+        "that accepts the model's licence",
+    )
+    no_name = {k: v for k, v in JUMPSTART.items() if k != "eula_accepted_by"}
+    refused(
+        "dev",
+        {"inference.models": [model(weights=no_name)]},
+        r"inference\.models\.0\.weights\.jumpstart\.eula_accepted_by: required but missing",
+    )
+    no_accept = {k: v for k, v in JUMPSTART.items() if k != "accept_eula"}
+    refused(
+        "dev",
+        {"inference.models": [model(weights=no_accept)]},
+        r"inference\.models\.0\.weights\.jumpstart\.accept_eula: required but missing",
+    )
+    refused(
+        "dev",
+        {"inference.models": [model(weights={"source": "hub", "prefix": "x/"})]},
+        r"inference\.models\.0\.weights: Input tag 'hub' found using 'source' does not match any of the expected "
+        "tags: 'jumpstart', 's3'",
+    )
+
+
+def test_jumpstart_weights_need_a_region_with_gated_artifacts():
+    with pytest.raises(ConfigError, match=r"inference\.models\.0\.weights: JumpStart has no gated artifacts in"):
+        load_environment("dev", overrides={"region": "mx-central-9"})
+
+
+def test_weights_uri_is_the_one_location_for_both_sources():
+    s = load_environment("dev", overrides={"inference.models": [model(weights=JUMPSTART)]})
+    jumpstart = s.inference.models[0]
+    assert jumpstart.accept_eula
+    assert jumpstart.weights_uri("us-east-1", "artifacts") == (
+        "s3://jumpstart-private-cache-prod-us-east-1/meta-textgeneration/meta-textgeneration-llama-3-2-3b-instruct/"
+        "artifacts/inference-prepack/v1.0.0/"
+    )
+    staged = load_environment("dev", overrides={"inference.models": [model()]}).inference.models[0]
+    assert not staged.accept_eula
+    assert staged.weights_uri("us-east-1", "artifacts") == "s3://artifacts/models/llama/"
 
 
 def test_container_environment_maps_fields_to_sglang_settings():
