@@ -16,6 +16,10 @@ from ops.outputs import components, stack_name
 from ops.ui import console, duration
 
 
+# The adapter component's lineage tags (stacks/settings.py AdapterPin.lineage_tags), in words.
+LINEAGE = {"PipelineExecutionArn": "pipeline execution", "MlflowRunId": "MLflow run"}
+
+
 def _when(t: datetime | None) -> str:
     return f"{t:%Y-%m-%d %H:%M %Z}" if t else ""
 
@@ -96,7 +100,7 @@ def serving_lines(cloud: Cloud) -> list[str]:
     package = tags.get("ModelPackageArn")
     version = f"version {tags.get('ModelPackageVersion', '?')} ({package})" if package else "registry version unknown"
     lines = [f"the agent calls {component} on {base}: {version}", f"artifact {artifact}"]
-    lineage = [f"{k} {tags[k]}" for k in ("PipelineExecutionArn", "MlflowRunId") if tags.get(k)]
+    lineage = [f"{what} {tags[k]}" for k, what in LINEAGE.items() if tags.get(k)]
     if lineage:
         lines.append("trained by " + ", ".join(lineage))
     return lines
