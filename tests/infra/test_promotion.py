@@ -12,7 +12,7 @@ import pytest
 from stacks.constructs.adapter_component import RESOURCE_TYPE
 from stacks.constructs.promotion import pin_reader_role_name
 from stacks.settings import load_delivery, load_environment
-from tests.infra.conftest import REGISTRY_BUCKET, REGISTRY_KEY, pin_entry, synth, template
+from tests.infra.conftest import REGISTRY_BUCKET, REGISTRY_KEY, ROOT, pin_entry, synth, template
 
 ENVS = ["dev", "staging", "prod"]
 PIN = pin_entry(5)
@@ -300,3 +300,28 @@ def test_a_new_artifact_url_updates_the_component_in_place():
     assert "createOnlyProperties" not in schema
     assert "sagemaker:UpdateInferenceComponent" in schema["handlers"]["update"]["permissions"]
     assert schema["tagging"]["tagUpdatable"] is True  # the lineage tags follow the pin
+
+
+def test_make_diff_shows_a_new_pin_as_an_in_place_modification_of_the_adapter(tmp_path, pin_file, monkeypatch, capfd):
+    """`make diff ENV=prod PIN=...` (tools/audit_diff): reviewed with version 5 pinned, synthesized with version 6. The
+    audit names the adapter component's new ArtifactUrl and lineage as a modification, and FAIL_ON=destructive (any
+    replacement or deletion) passes."""
+    from tools import audit_diff, baselines
+
+    monkeypatch.chdir(ROOT)
+    for module in (baselines, audit_diff):
+        monkeypatch.setattr(module, "BASELINE_DIR", tmp_path / "baselines")
+    synth(str(tmp_path / "v5"), environments="prod", models_lock=str(pin_file(5)))
+    baselines.update(tmp_path / "v5")
+    capfd.readouterr()
+    rc = audit_diff.main(["--env", "prod", "--models-lock", str(pin_file(6)), "--fail-on", "destructive"])
+    captured = capfd.readouterr()
+    out = captured.out + captured.err
+    assert rc == 0, out
+    six = pin_entry(6)
+    component = out[out.index("[~] AWS::SageMaker::InferenceComponent") :].split("\n[", 1)[0]
+    assert "Adapterclinicallora" in component.splitlines()[0]
+    assert f"/adapters/{SHA}.tar.gz" in component and f"/adapters/{six['sha256']}.tar.gz" in component
+    assert six["model_package"] in component and six["pipeline_execution_arn"] in component
+    assert "replace" not in component.lower()
+    assert "[~] Custom::AdapterCopy" in out  # the new copy is made and checked first
