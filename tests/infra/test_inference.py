@@ -334,7 +334,7 @@ def test_alarms_notify_an_encrypted_topic_and_a_dashboard_shows_them(stages, cus
         mine = {
             a["MetricName"]: a
             for a in alarms
-            if a["Dimensions"] == [{"Name": "InferenceComponentName", "Value": component}]
+            if a.get("Dimensions") == [{"Name": "InferenceComponentName", "Value": component}]
         }
         assert {"ModelLatency", "Invocation4XXErrors", "Invocation5XXErrors"} <= set(mine)
         assert mine["ModelLatency"]["Threshold"] == 20_000_000 and mine["ModelLatency"]["ExtendedStatistic"] == "p90"

@@ -129,6 +129,22 @@ def test_the_copy_may_read_exactly_the_pinned_object_and_key_and_write_exactly_t
 
 
 @pytest.mark.parametrize("env", ENVS)
+def test_the_copy_function_bundles_its_handler_and_runs_in_the_private_subnets_where_there_is_a_network(pinned, env):
+    stage = pinned[env]
+    (fn,) = template(stage.inference).find_resources("AWS::Lambda::Function").values()
+    props = fn["Properties"]
+    bundle = Path(stage.node.root.outdir) / f"asset.{props['Code']['S3Key'].removesuffix('.zip')}"
+    assert (bundle / "handler.py").read_bytes() == (ROOT / "lambda" / "adapter_copy" / "handler.py").read_bytes()
+    assert (bundle / "aws_lambda_powertools").is_dir()
+    assert list(bundle.glob("pydantic_core/_pydantic_core.cpython-314-x86_64-linux-gnu.so"))
+    assert props["Handler"] == "handler.handler" and props["Runtime"] == "python3.14"
+    if stage.settings.network.enabled:
+        assert len(props["VpcConfig"]["SubnetIds"]) == 2 and len(props["VpcConfig"]["SecurityGroupIds"]) == 1
+    else:
+        assert "VpcConfig" not in props
+
+
+@pytest.mark.parametrize("env", ENVS)
 def test_the_endpoint_reads_the_environments_copies_only(pinned, env):
     t = template(pinned[env].inference)
     reads = next(
