@@ -15,7 +15,6 @@ from ops.errors import OpsError, explain
 from ops.outputs import components, stack_name
 from ops.ui import console, duration
 
-
 # The adapter component's lineage tags (stacks/settings.py AdapterPin.lineage_tags), in words.
 LINEAGE = {"PipelineExecutionArn": "pipeline execution", "MlflowRunId": "MLflow run"}
 
