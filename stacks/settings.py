@@ -725,13 +725,17 @@ class DeliverySettings(_Model):
         return self
 
 
-def _format(env: str, err: ValidationError) -> str:
+def _problems(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"])
         msg = "required but missing" if e["type"] == "missing" else e["msg"].removeprefix("Value error, ")
         lines.append(f"  {field}: {msg}" if field else f"  {msg}")  # model-level messages name their field
-    return f"invalid configuration for environment '{env}':\n" + "\n".join(lines)
+    return "\n".join(lines)
+
+
+def _format(env: str, err: ValidationError) -> str:
+    return f"invalid configuration for environment '{env}':\n{_problems(err)}"
 
 
 def _read(name: str, config_dir: Path) -> dict[str, Any]:
@@ -762,12 +766,7 @@ def load_model_lock(path: Path) -> ModelLock:
     try:
         return ModelLock.model_validate_json(path.read_text())
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            msg = "required but missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {field}: {msg}" if field else f"  {msg}")
-        raise ConfigError(f"invalid model lock {path}:\n" + "\n".join(lines)) from None
+        raise ConfigError(f"invalid model lock {path}:\n{_problems(e)}") from None
 
 
 def load_environment(
@@ -816,10 +815,12 @@ def check_promotion(environments: list[EnvironmentSettings], lock: ModelLock) ->
                 f"invalid model lock {LOCK_FILE}:\n  adapter {pin.name!r} runs on base {pin.base!r}, which none of "
                 f"{', '.join(e.name for e in environments)} declares in inference.models"
             )
-        readers = set(registry.registry.reader_accounts) | {registry.account} if registry else set()
-        if stray := [e for e in serving if registry and e.account not in readers]:
+        if registry is None:
+            continue
+        readers = {registry.account, *registry.registry.reader_accounts}
+        if stray := [e for e in serving if e.account not in readers]:
             raise ConfigError(
-                f"invalid configuration for environment '{registry.name}':\n  registry.reader_accounts: "  # type: ignore[union-attr]
+                f"invalid configuration for environment '{registry.name}':\n  registry.reader_accounts: "
                 + ", ".join(f"{e.name} ({e.account})" for e in stray)
                 + f" serve a copy of {pin.name!r} and must be able to read it; add the account(s)"
             )
