@@ -13,7 +13,7 @@ import typer
 from ops import cloud as cloud_module
 from ops.errors import Interrupted, OpsError, explain
 from ops.ui import errors
-from stacks.settings import DEFAULT_ENVIRONMENTS, ConfigError, known_environments, load_delivery, load_environment
+from stacks.settings import TIERS, ConfigError, known_environments, load_delivery, load_environment
 
 app = typer.Typer(
     help="Operate the clinical agent in AWS: every name comes from config/<env>.yaml and the deployed stacks.",
@@ -204,7 +204,7 @@ def destroy(
 ) -> None:
     """Tear a disposable environment down in order, with what CloudFormation alone cannot delete.
 
-    Refuses every environment whose removal_policy is retain (staging, prod).
+    Refuses every environment whose tier is not development (staging, production).
     """
     from ops import destroy as d
 
@@ -217,9 +217,8 @@ def cost(env: Annotated[str | None, typer.Option("--env", "-e", help="one enviro
     """The monthly cost envelope per environment at minimum and maximum scale, from ops/prices.yaml."""
     from ops import cost as c
 
-    order = {name: i for i, name in enumerate(DEFAULT_ENVIRONMENTS)}
-    names = [env] if env else sorted(known_environments(), key=lambda n: (order.get(n, len(order)), n))
-    c.run([load_environment(n) for n in names])
+    environments = [load_environment(n) for n in ([env] if env else known_environments())]
+    c.run(sorted(environments, key=lambda s: (TIERS.index(s.tier), s.name)))  # development first
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from stacks import compliance
+from stacks.constructs.asset_roles import scope_asset_build_grants
 from stacks.constructs.log_group import allow_log_groups, encrypted_log_group
 from stacks.constructs.removal import removal_policy
 from stacks.constructs.secure_bucket import access_log_bucket, secure_bucket
@@ -186,6 +187,7 @@ class DeliveryStack(Stack):
                 post=[self._health(stage)] if settings.smoke_checks else None,
             )
         self.pipeline.build_pipeline()
+        scope_asset_build_grants(self.pipeline)  # codebuild:* on '*' -> the asset projects
         # CDK grants codestar-connections:UseConnection only; an arn:...:codeconnections: connection is authorized
         # under its own service prefix (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
         source_actions = self.pipeline.pipeline.node.find_child("Source").node.children

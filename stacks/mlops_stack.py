@@ -105,6 +105,7 @@ class MlopsStack(Stack):
             mlflow=self.mlflow,
             mlflow_experiment=ml.experiment,
             model_card_content=package_model_card(card),
+            vpc_id=network.vpc.vpc_id if network else None,
             subnet_ids=network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids
             if network
             else None,
@@ -129,6 +130,7 @@ class MlopsStack(Stack):
             group_versions,
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
+            "Resource::arn:*:ec2:*:network-interface/[*]",
             "Resource::[*]",
         )
         self.pipeline_name = tr.pipeline_name
