@@ -15,8 +15,8 @@ from ops.errors import Interrupted, OpsError, explain
 from ops.ui import errors
 from stacks.settings import (
     CONFIG_DIR,
-    DEFAULT_ENVIRONMENTS,
     LOCK_FILE,
+    TIERS,
     ConfigError,
     known_environments,
     load_delivery,
@@ -230,7 +230,7 @@ def destroy(
 ) -> None:
     """Tear a disposable environment down in order, with what CloudFormation alone cannot delete.
 
-    Refuses every environment whose removal_policy is retain (staging, prod).
+    Refuses every environment whose tier is not development (staging, production).
     """
     from ops import destroy as d
 
@@ -243,9 +243,8 @@ def cost(env: Annotated[str | None, typer.Option("--env", "-e", help="one enviro
     """The monthly cost envelope per environment at minimum and maximum scale, from ops/prices.yaml."""
     from ops import cost as c
 
-    order = {name: i for i, name in enumerate(DEFAULT_ENVIRONMENTS)}
-    names = [env] if env else sorted(known_environments(), key=lambda n: (order.get(n, len(order)), n))
-    c.run([load_environment(n) for n in names])
+    environments = [load_environment(n) for n in ([env] if env else known_environments())]
+    c.run(sorted(environments, key=lambda s: (TIERS.index(s.tier), s.name)))  # development first
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Tear a disposable environment down in the right order, including what CloudFormation alone cannot delete.
 
-Refused for environments whose ``removal_policy`` is ``retain`` (staging, prod). Order:
+Refused for every environment whose ``tier`` is not ``development`` (staging, production). Order:
 1. stop running pipeline executions (their jobs would keep writing into buckets being deleted);
 2. delete the model registry's versions: the pipeline created them, CloudFormation does not know them, and
    left behind they would point at deleted artifacts;
@@ -38,10 +38,10 @@ class Plan:
 
 def refuse_protected(cloud: Cloud) -> None:
     s = cloud.settings
-    if s.removal_policy != "destroy":
+    if s.protected:
         raise OpsError(
-            f"refusing to destroy '{s.name}': its removal_policy is '{s.removal_policy}' (config/{s.name}.yaml); "
-            "only environments with removal_policy: destroy can be torn down"
+            f"refusing to destroy '{s.name}': its tier is '{s.tier}' (config/{s.name}.yaml); "
+            "only development environments can be torn down"
         )
 
 

@@ -8,7 +8,6 @@ use the environment key for those two, and write its logs and traces.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ from stacks import compliance
 from stacks.constructs.agent_package import agent_code_artifact
 from stacks.constructs.log_group import encrypted_log_group
 from stacks.constructs.patient_table import SeedItems, patient_table
-from stacks.settings import PROTECTED_ENVIRONMENTS, ConfigError, EnvironmentSettings
+from stacks.settings import EnvironmentSettings
 
 ENDPOINT_NAME = "live"  # the runtime endpoint this stack manages; it follows the deployed runtime version
 REPORTS_PREFIX = "reports/"
@@ -45,17 +44,6 @@ def observability_environment(*, record_prompts: bool) -> dict[str, str]:
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": str(record_prompts).lower(),
     }
-
-
-def runtime_name(settings: EnvironmentSettings) -> str:
-    """``<agent.runtime_name>_<environment>``: AgentCore names allow letters, digits and underscores only."""
-    name = f"{settings.agent.runtime_name}_{re.sub(r'[^A-Za-z0-9]', '_', settings.name)}"
-    if len(name) > 48:
-        raise ConfigError(
-            f"invalid configuration for environment '{settings.name}':\n  agent.runtime_name: "
-            f"'{name}' (runtime name + '_' + environment) is longer than AgentCore's 48 characters"
-        )
-    return name
 
 
 class AgentStack(Stack):
@@ -80,12 +68,6 @@ class AgentStack(Stack):
     ) -> None:
         super().__init__(scope, id, **kwargs)
         agent = settings.agent
-        if agent.seed_patients and settings.name in PROTECTED_ENVIRONMENTS:
-            raise ConfigError(
-                f"invalid configuration for environment '{settings.name}':\n  agent.seed_patients: "
-                f"synthetic patients are seeded only in development, never in {', '.join(PROTECTED_ENVIRONMENTS)}"
-            )
-
         self.table = patient_table(
             self, "Patients", table_name=f"{agent.patient_table}-{settings.name}", key=key, destroy=settings.destroy
         )
@@ -126,7 +108,7 @@ class AgentStack(Stack):
         self.runtime = agentcore.Runtime(
             self,
             "Runtime",
-            runtime_name=runtime_name(settings),
+            runtime_name=settings.agent_runtime_name,
             description=f"Clinical diagnosis agent ({settings.name})",
             agent_runtime_artifact=agent_code_artifact(),
             authorizer_configuration=agentcore.RuntimeAuthorizerConfiguration.using_iam(),

@@ -25,6 +25,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from stacks import compliance
+from stacks.constructs.asset_roles import scope_asset_build_grants
 from stacks.constructs.log_group import allow_log_groups, encrypted_log_group
 from stacks.constructs.promotion import ApprovalTrigger, pin_reader_role_name
 from stacks.constructs.removal import removal_policy
@@ -198,6 +199,7 @@ class DeliveryStack(Stack):
                 post=[self._health(stage)] if settings.smoke_checks else None,
             )
         self.pipeline.build_pipeline()
+        scope_asset_build_grants(self.pipeline)  # codebuild:* on '*' -> the asset projects
         # An approval in the registry of record starts the pipeline (forwarded by the registry account).
         self.approval_trigger = ApprovalTrigger(
             self,

@@ -151,3 +151,42 @@ MLFLOW_TRACKING_SERVER_ACTIONS: tuple[str, ...] = tuple(
     )
 )
 MLFLOW_APP_ACTIONS: tuple[str, ...] = ("sagemaker:CallMlflowAppApi",)
+
+
+# The EC2 condition keys each network-interface action supports (the union over its resource types), as the EC2
+# service authorization reference lists them: https://docs.aws.amazon.com/service-authorization/latest/reference/
+# list_amazonec2.html. A key absent from a request's context makes StringEquals/ArnEquals false, so a statement whose
+# condition uses a key one of its actions does not support never allows that action: CreateNetworkInterface has
+# ec2:Vpc but no ec2:Subnet (it has ec2:SubnetID), so it cannot share a statement conditioned on ec2:Subnet.
+EC2_DOC = "https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html"
+_INTERFACE_KEYS = frozenset(
+    {
+        "ec2:AvailabilityZone",
+        "ec2:ManagedResourceOperator",
+        "ec2:NetworkInterfaceID",
+        "ec2:Region",
+        "ec2:ResourceTag/${TagKey}",
+        "ec2:Subnet",
+        "ec2:Vpc",
+    }
+)
+EC2_INTERFACE_CONDITION_KEYS: dict[str, frozenset[str]] = {
+    "ec2:CreateNetworkInterface": frozenset(
+        {
+            "ec2:AvailabilityZone",
+            "ec2:ManagedResourceOperator",
+            "ec2:NetworkInterfaceID",
+            "ec2:Region",
+            "ec2:ResourceTag/${TagKey}",
+            "ec2:SecurityGroupID",
+            "ec2:SubnetID",
+            "ec2:Vpc",
+        }
+    ),
+    "ec2:CreateNetworkInterfacePermission": (_INTERFACE_KEYS - {"ec2:ManagedResourceOperator"})
+    | {"ec2:AuthorizedService", "ec2:AuthorizedUser", "ec2:Permission"},
+    "ec2:DeleteNetworkInterface": _INTERFACE_KEYS,
+    "ec2:DeleteNetworkInterfacePermission": _INTERFACE_KEYS,
+    "ec2:AssignPrivateIpAddresses": _INTERFACE_KEYS,
+    "ec2:UnassignPrivateIpAddresses": _INTERFACE_KEYS,
+}

@@ -113,6 +113,7 @@ class MlopsStack(Stack):
             mlflow=self.mlflow,
             mlflow_experiment=ml.experiment,
             model_card_content=package_model_card(card),
+            vpc_id=network.vpc.vpc_id if network else None,
             subnet_ids=network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids
             if network
             else None,
@@ -136,6 +137,7 @@ class MlopsStack(Stack):
             self._group_versions(reg.model_package_group),
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
+            "Resource::arn:*:ec2:*:network-interface/[*]",
             "Resource::[*]",
         )
         self.pipeline_name = tr.pipeline_name

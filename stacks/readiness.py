@@ -29,6 +29,8 @@ from stacks.facts import (
     AGENTCORE_AZ_IDS,
     AGENTCORE_MIN_AZS,
     AGENTCORE_VPC_DOC,
+    EC2_DOC,
+    EC2_INTERFACE_CONDITION_KEYS,
     JUMPSTART_EULA_DOC,
     JUMPSTART_GATED_BUCKET_PREFIX,
     MLFLOW_APP_ACTIONS,
@@ -429,6 +431,23 @@ def _mlflow_grant_kind(r: Resource) -> list[str]:
     return sorted(set(found))
 
 
+def _supports(action: str, key: str) -> bool:
+    keys = EC2_INTERFACE_CONDITION_KEYS[action]
+    return key in keys or (key.startswith("ec2:ResourceTag/") and "ec2:ResourceTag/${TagKey}" in keys)
+
+
+def _interface_condition_keys(r: Resource) -> list[str]:
+    found = []
+    for st in _statements(r):
+        keys = {k for block in (st.get("Condition") or {}).values() for k in block if k.startswith("ec2:")}
+        for action in _as_list(st.get("Action")):
+            if st.get("Effect") == "Allow" and action in EC2_INTERFACE_CONDITION_KEYS:
+                if unsupported := sorted(k for k in keys if not _supports(action, k)):
+                    found.append(f"{action} with condition {', '.join(unsupported)}, which it does not support: "
+                                 "the statement never allows it")  # fmt: skip
+    return found
+
+
 def _codeconnections(r: Resource) -> list[str]:
     found = []
     for stage in r.props.get("Stages", []):
@@ -643,6 +662,14 @@ RULES: tuple[Rule, ...] = (
         "(never sagemaker-mlflow:*).",
         "https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemakerwithmlflow.html",
         _mlflow_grant_kind,
+    ),
+    Rule(
+        "InterfaceConditionKeys",
+        ("AWS::IAM::Policy", "AWS::IAM::Role"),
+        "A statement allowing a network-interface action conditions it only on EC2 keys that action supports "
+        "(an unsupported key is absent from the request, so the statement never matches).",
+        EC2_DOC,
+        _interface_condition_keys,
     ),
     Rule(
         "CodeConnectionsPermission",

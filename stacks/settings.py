@@ -1,8 +1,10 @@
 """Typed settings for every environment, loaded from ``config/<env>.yaml``.
 
-The whole configuration is validated once, up front; a bad value fails synth with a
-message naming the environment and the field. Overrides come from CDK context
-(``cdk synth -c dev.account=111111111111``), applied before validation.
+Every file in ``config/`` but ``delivery.yaml`` is an environment; its ``tier`` (development, staging, production)
+decides its protections. ``load_app`` loads and validates the whole configuration once, up front (every environment
+the app synthesizes, the delivery settings and the environments they promote), before a construct exists; a bad
+value fails synth with a message naming the environment and the field, and nothing is written. Overrides come from
+CDK context (``cdk synth -c dev.account=111111111111``), applied before validation.
 """
 
 from __future__ import annotations
@@ -10,12 +12,21 @@ from __future__ import annotations
 import json
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from stacks import sglang_check
 from stacks.facts import (
@@ -28,8 +39,10 @@ from stacks.facts import (
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
-PROTECTED_ENVIRONMENTS = ("staging", "prod")
+# development: may be torn down (its data is destroyed with its stacks) and seeded with synthetic patients.
+# staging, production: every stateful resource is retained, nothing synthetic is seeded, `make destroy` refuses.
+Tier = Literal["development", "staging", "production"]
+TIERS: tuple[str, ...] = get_args(Tier)
 
 
 def _account(v: str) -> str:
@@ -551,11 +564,17 @@ class AgentSettings(_Model):
     patient_table: str = Field("patients", pattern=r"^[a-zA-Z0-9_.-]{3,200}$")
 
 
+# An environment is named by its file (config/<name>.yaml); its stage is the capitalized name.
+ENVIRONMENT_NAME = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+AGENTCORE_NAME_LENGTH = 48  # AgentCore runtime names: [a-zA-Z][a-zA-Z0-9_]{0,47}
+
+
 class EnvironmentSettings(_Model):
     name: str
+    # Required in every file, so that a new environment chooses its protections (see Tier).
+    tier: Tier
     account: Account
     region: Region
-    removal_policy: Literal["destroy", "retain"]
     network: NetworkSettings = NetworkSettings()
     data: DataSettings = DataSettings()
     mlflow: MlflowSettings = MlflowSettings()
@@ -576,8 +595,14 @@ class EnvironmentSettings(_Model):
         return self.name.capitalize()
 
     @property
+    def protected(self) -> bool:
+        """Staging and production tiers: stateful resources retained, no synthetic seeding, no teardown."""
+        return self.tier != "development"
+
+    @property
     def destroy(self) -> bool:
-        return self.removal_policy == "destroy"
+        """Whether the environment's stateful resources are deleted with their stacks (development only)."""
+        return not self.protected
 
     @property
     def trains(self) -> bool:
@@ -610,10 +635,44 @@ class EnvironmentSettings(_Model):
     def registry_adapter_base(self) -> str:
         return self.registry.adapter_base or self.inference.models[0].name
 
+    @property
+    def agent_runtime_name(self) -> str:
+        """``<agent.runtime_name>_<environment>``: AgentCore names allow letters, digits and underscores only."""
+        return f"{self.agent.runtime_name}_{self.name.replace('-', '_')}"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(ENVIRONMENT_NAME, v):
+            raise ValueError(
+                f"{v!r} (the file {v}.yaml): environment names are lower-case letters and digits, words joined by "
+                "hyphens (it names the stage, its stacks and resources)"
+            )
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "removal_policy" in data:
+            raise ValueError(
+                "removal_policy: replaced by tier (development: destroyed with its stacks; staging and production: "
+                "retained)"
+            )
+        return data
+
     @model_validator(mode="after")
     def _protected(self) -> EnvironmentSettings:
-        if self.name in PROTECTED_ENVIRONMENTS and self.removal_policy == "destroy":
-            raise ValueError(f"removal_policy: {self.name} must retain its data; 'destroy' is allowed only in dev")
+        """What the tier and the account forbid."""
+        if self.agent.seed_patients and self.protected:
+            raise ValueError(
+                f"agent.seed_patients: synthetic patients are seeded only in development environments; "
+                f"{self.name} is tier {self.tier}"
+            )
+        if self.account in self.registry.reader_accounts:
+            raise ValueError(
+                f"registry.reader_accounts: {self.account} is this environment's own account, which owns the registry "
+                "(its access is its IAM policies'); list only the other accounts that read it"
+            )
         return self
 
     @model_validator(mode="after")
@@ -668,6 +727,11 @@ class EnvironmentSettings(_Model):
                 f"agent.model: {self.agent.model!r} is not a component this environment declares "
                 f"({', '.join(self.components)})"
             )
+        if len(self.agent_runtime_name) > AGENTCORE_NAME_LENGTH:
+            raise ValueError(
+                f"agent.runtime_name: '{self.agent_runtime_name}' (runtime name + '_' + environment) is longer than "
+                f"AgentCore's {AGENTCORE_NAME_LENGTH} characters"
+            )
         return self
 
     @model_validator(mode="after")
@@ -708,13 +772,22 @@ class DeliverySettings(_Model):
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
     branch: str = "main"
     pipeline_name: str = Field("clinical-agent-delivery", pattern=r"^[A-Za-z0-9.@_-]{1,100}$")
-    environments: list[str] = Field(list(DEFAULT_ENVIRONMENTS), min_length=1)  # promotion order
-    approval_before: list[str] = ["prod"]  # a manual approval (after an audit diff) gates these stages
+    environments: list[str] = Field(min_length=1)  # promotion order: environments of the config directory
+    # A manual approval (after an audit diff) gates these stages; every production-tier environment must be here.
+    approval_before: list[str] = []
     smoke_checks: bool = True  # post-deploy health checks per stage, through the target's read-only lookup role
     log_retention_days: RetentionDays = 365  # the pipeline's CodeBuild logs
     artifact_noncurrent_version_days: int = Field(30, ge=1)
     # The event bus in this account that receives the registry account's approvals and starts the pipeline.
     approval_bus_name: str = Field("clinical-agent-model-approvals", pattern=r"^[0-9A-Za-z_.-]+$", max_length=256)
+
+    @field_validator("environments")
+    @classmethod
+    def _known(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        known = (info.context or {}).get("known")
+        if known is not None and (unknown := [e for e in v if e not in known]):
+            raise ValueError(f"unknown {', '.join(unknown)}; known environments: {', '.join(known)}")
+        return v
 
     @model_validator(mode="after")
     def _order(self) -> DeliverySettings:
@@ -722,6 +795,40 @@ class DeliverySettings(_Model):
             raise ValueError(f"environments: each environment is promoted once; repeated: {', '.join(dupes)}")
         if stray := [e for e in self.approval_before if e not in self.environments]:
             raise ValueError(f"approval_before: {', '.join(stray)} not in environments {self.environments}")
+        return self
+
+
+class AppSettings(_Model):
+    """The whole configuration of one synth, validated together: what ``build_app`` builds, and nothing else."""
+
+    environments: dict[str, EnvironmentSettings]  # every environment loaded (synthesized or promoted), by name
+    synthesized: list[str]  # the environments synthesized as stages, in order
+    delivery: DeliverySettings | None = None  # None: no delivery pipeline in this synth
+    # The delivery pipeline's account (config/delivery.yaml), where the environment that trains forwards its
+    # approvals, whether or not this synth includes the pipeline. None: the config directory has no delivery.yaml.
+    tooling: DeliverySettings | None = None
+    registry: str | None = None  # the environment that trains among the promoted ones (the registry of record)
+
+    @property
+    def stages(self) -> list[EnvironmentSettings]:
+        return [self.environments[n] for n in self.synthesized]
+
+    @property
+    def promoted(self) -> list[EnvironmentSettings]:
+        """The delivery pipeline's environments, in promotion order."""
+        return [self.environments[n] for n in self.delivery.environments] if self.delivery else []
+
+    @model_validator(mode="after")
+    def _production_is_approved(self) -> AppSettings:
+        if self.delivery and (
+            ungated := [
+                e.name for e in self.promoted if e.tier == "production" and e.name not in self.delivery.approval_before
+            ]
+        ):
+            raise ValueError(
+                f"approval_before: {', '.join(ungated)} is tier production; production is promoted only after the "
+                "audit diff and a manual approval: add it to approval_before"
+            )
         return self
 
 
@@ -740,13 +847,21 @@ def _format(env: str, err: ValidationError) -> str:
 
 def _read(name: str, config_dir: Path) -> dict[str, Any]:
     path = config_dir / f"{name}.yaml"
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(
+            f"invalid configuration for environment '{name}': cannot read {path} ({e.strerror})"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid configuration for environment '{name}': {path.name} is not YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"invalid configuration for environment '{name}': {path.name} is not a mapping")
     return data
 
 
 def known_environments(config_dir: Path = CONFIG_DIR) -> list[str]:
+    """Every ``<name>.yaml`` of the config directory but ``delivery.yaml``, by name."""
     return sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem != "delivery")
 
 
@@ -832,7 +947,7 @@ def load_delivery(overrides: Mapping[str, Any] | None = None, config_dir: Path =
     for path, value in (overrides or {}).items():
         data[path] = value if path == "account" else _parse_override(value)
     try:
-        return DeliverySettings.model_validate(data)
+        return DeliverySettings.model_validate(data, context={"known": known_environments(config_dir)})
     except ValidationError as e:
         raise ConfigError(_format("delivery", e)) from None
 
@@ -849,15 +964,112 @@ def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     return paths
 
 
-def context_overrides(get: Callable[[str], Any], env: str) -> dict[str, Any]:
-    """Overrides given as CDK context ``<env>.<dotted.field>`` (``-c dev.account=...``)."""
+def context_overrides(context: Mapping[str, Any], env: str) -> dict[str, Any]:
+    """Overrides given as CDK context ``<env>.<dotted.field>`` (``-c dev.account=...``); a key naming no field is
+    refused (a typo would otherwise be ignored)."""
     model = DeliverySettings if env == "delivery" else EnvironmentSettings
-    found = {path: get(f"{env}.{path}") for path in _field_paths(model)}
-    return {path: value for path, value in found.items() if value is not None}
+    given = {key.removeprefix(f"{env}."): value for key, value in context.items() if key.startswith(f"{env}.")}
+    paths = _field_paths(model)
+    if stray := sorted(k for k in given if k not in paths):
+        raise ConfigError(
+            f"invalid configuration for environment '{env}':\n  "
+            + "\n  ".join(f"{k}: context {env}.{k} names no setting" for k in stray)
+        )
+    return {path: value for path, value in given.items() if value is not None}
 
 
-def requested_environments(value: Any) -> list[str]:
+def requested_environments(value: Any, known: Sequence[str]) -> list[str]:
+    """Context ``environments``: names separated by commas or spaces (or a list); None: every known environment;
+    empty: none (only the delivery pipeline, when it is on)."""
     if value is None:
-        return list(DEFAULT_ENVIRONMENTS)
+        return list(known)
     items = value if isinstance(value, list) else re.split(r"[,\s]+", str(value))
-    return [i for i in items if i]
+    names = [str(i) for i in items if i]  # none: only the delivery pipeline, if on
+    if repeated := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(
+            f"context environments: {', '.join(repeated)} given more than once in {value!r}; each environment is "
+            "synthesized once"
+        )
+    if unknown := [n for n in names if n not in known]:
+        raise ConfigError(
+            f"unknown environment {', '.join(map(repr, unknown))}; known environments: {', '.join(known)}"
+        )
+    return names
+
+
+def delivery_enabled(value: Any, *, environments_given: bool) -> bool:
+    """Context ``delivery``: true/false; unset means on for the whole app, off when ``environments`` picks some
+    (a developer synthesizing one environment does not pay for the pipeline's copies of all of them)."""
+    if value is None:
+        return not environments_given
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ConfigError(f"context delivery: {value!r} is not true or false")
+
+
+def config_directory(value: Any) -> Path:
+    """Context ``config_dir``: another configuration directory (default: the repository's ``config/``)."""
+    path = Path(value) if value else CONFIG_DIR
+    if not path.is_dir():
+        raise ConfigError(f"context config_dir: {path} is not a directory")
+    if not known_environments(path):
+        raise ConfigError(f"context config_dir: {path} holds no environment (<name>.yaml besides delivery.yaml)")
+    return path
+
+
+def load_app(context: Mapping[str, Any]) -> AppSettings:
+    """The whole configuration of a synth, loaded and validated once, before any construct exists.
+
+    ``context`` is the CDK context: ``environments`` picks the environments to synthesize (default: every one in
+    the config directory, by tier); ``delivery`` turns the pipeline on or off (its settings and every environment it
+    promotes are then validated too); ``config_dir`` reads another directory; ``<env>.<field>`` overrides a field.
+    Every invalid environment is reported, not only the first."""
+    config_dir = config_directory(context.get("config_dir"))
+    known = known_environments(config_dir)
+    given = context.get("environments")
+    names = requested_environments(given, known)
+    lock_file = context.get("models_lock")
+    lock = load_model_lock(Path(lock_file) if lock_file else config_dir / LOCK_FILE)
+    errors: list[str] = []
+    tooling = None
+    on = delivery_enabled(context.get("delivery"), environments_given=given is not None)
+    if on or (config_dir / "delivery.yaml").is_file():
+        try:
+            tooling = load_delivery(context_overrides(context, "delivery"), config_dir)
+        except ConfigError as e:
+            errors.append(str(e))
+    delivery = tooling if on else None
+    environments: dict[str, EnvironmentSettings] = {}
+    for name in dict.fromkeys([*names, *(delivery.environments if delivery else [])]):
+        try:
+            environments[name] = load_environment(
+                name, overrides=context_overrides(context, name), config_dir=config_dir, lock=lock
+            )
+        except ConfigError as e:
+            errors.append(str(e))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    if given is None:  # every environment: development first, production last
+        names.sort(key=lambda n: (TIERS.index(environments[n].tier), n))
+    check_promotion([environments[n] for n in names], lock)
+    registry = None
+    if delivery:
+        registry = check_promotion([environments[n] for n in delivery.environments], lock)
+        if registry is None:
+            raise ConfigError(
+                "invalid configuration for environment 'delivery':\n  environments: none of "
+                f"{', '.join(delivery.environments)} trains; the pipeline promotes the approvals of the one that "
+                "does (the environment with a training section)"
+            )
+    try:
+        return AppSettings(
+            environments=environments,
+            synthesized=names,
+            delivery=delivery,
+            tooling=tooling,
+            registry=registry.name if registry else None,
+        )
+    except ValidationError as e:
+        raise ConfigError(_format("delivery", e)) from None

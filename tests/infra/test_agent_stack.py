@@ -21,7 +21,7 @@ from aws_cdk.assertions import Match
 
 from agent.settings import AgentRuntimeSettings
 from stacks import compliance
-from stacks.agent_stack import AgentStack, runtime_name
+from stacks.agent_stack import AgentStack
 from stacks.constructs import agent_package as pkg
 from stacks.settings import ConfigError, load_environment
 from tests.infra.conftest import CDK_CONTEXT, template
@@ -310,15 +310,10 @@ def test_acknowledgments_cover_exactly_the_runtime_roles_wildcards(tmp_path):
     }
 
 
-def test_seeding_a_protected_environment_is_refused_naming_the_field():
-    with pytest.raises(ConfigError, match=r"agent\.seed_patients: .*only in development"):
-        _standalone("prod", **{"agent.seed_patients": True})
-
-
 def test_a_runtime_name_over_agentcores_limit_is_refused_naming_the_field():
-    settings = load_environment("dev", overrides={"agent.runtime_name": "a" * 46})
-    with pytest.raises(ConfigError, match=r"agent\.runtime_name: .*48 characters"):
-        runtime_name(settings)
+    """Refused with the settings, before any stack exists (runtime name + '_' + environment: 46 + 1 + 3 > 48)."""
+    with pytest.raises(ConfigError, match=r"environment 'dev':\n  agent\.runtime_name: .*48 characters"):
+        load_environment("dev", overrides={"agent.runtime_name": "a" * 46})
 
 
 # --- the runtime ---------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from aws_cdk import App, CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match
 
-from stacks.app_builder import DELIVERY_STACK_ID, build_app, delivery_enabled
+from stacks.app_builder import DELIVERY_STACK_ID, build_app
 from stacks.delivery_stack import HEALTH_CHECKS, _output, bootstrap_role_arn
-from stacks.settings import ConfigError, load_delivery, load_environment
+from stacks.settings import ConfigError, delivery_enabled, load_delivery, load_environment
 from tests.infra.conftest import ROOT, make_app, template
 from tools.assembly import missing_context
 

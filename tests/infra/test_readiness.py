@@ -183,6 +183,13 @@ def policy(actions: list[str], resource: Any) -> dict:
     }
 
 
+def interface_policy(actions: list[str], key: str) -> dict:
+    found = policy(actions, "arn:aws:ec2:us-east-1:111111111111:network-interface/*")
+    statement = found["Properties"]["PolicyDocument"]["Statement"][0]
+    statement["Condition"] = {"ArnEquals": {key: f"arn:aws:ec2:us-east-1:111111111111:{key.split(':')[1].lower()}/x"}}
+    return found
+
+
 def component(copies: int, base: str | None = None) -> dict:
     spec: dict[str, Any] = {"ComputeResourceRequirements": {"MinMemoryRequiredInMb": 1024}, "ModelName": "m"}
     if base:
@@ -365,6 +372,10 @@ FIXTURES: dict[str, tuple[dict, dict]] = {
     "MlflowGrantMatchesKind": (
         {"App": MLFLOW_APP, "Policy": policy(["sagemaker-mlflow:*"], {"Fn::GetAtt": ["App", "Arn"]})},
         {"App": MLFLOW_APP, "Policy": policy(["sagemaker:CallMlflowAppApi"], {"Fn::GetAtt": ["App", "Arn"]})},
+    ),
+    "InterfaceConditionKeys": (
+        {"Policy": interface_policy(["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface"], "ec2:Subnet")},
+        {"Policy": interface_policy(["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface"], "ec2:Vpc")},
     ),
     "CodeConnectionsPermission": (
         code_pipeline(["codestar-connections:UseConnection"]),

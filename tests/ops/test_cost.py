@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from ops import cli
 from ops.cost import envelope, load_prices, one_line
 from ops.errors import OpsError
-from stacks.settings import DEFAULT_ENVIRONMENTS, load_environment
+from stacks.settings import known_environments, load_environment
 from tools.summary import summarize
 
 
@@ -22,7 +22,7 @@ def test_the_price_file_names_its_source_and_date():
     assert prices["currency"] == "USD" and prices["hours_per_month"] > 0
 
 
-@pytest.mark.parametrize("name", DEFAULT_ENVIRONMENTS)
+@pytest.mark.parametrize("name", known_environments())
 def test_the_endpoint_line_is_instance_hours_at_minimum_and_maximum_scale(name):
     settings, prices = load_environment(name), load_prices()
     rate = prices["regions"][settings.region]["sagemaker_instance_hour"][settings.inference.instance_type]
@@ -75,7 +75,7 @@ def test_make_cost_prints_every_environment_with_its_source():
     result = CliRunner().invoke(cli.app, ["cost"])
     assert result.exit_code == 0, result.output
     assert f"prices: ops/prices.yaml, USD, retrieved {load_prices()['retrieved']}" in result.output
-    for name in DEFAULT_ENVIRONMENTS:
+    for name in known_environments():
         assert f"{name} (us-east-1): {one_line(envelope(load_environment(name)))}" in result.output
     assert result.output.index("dev (") < result.output.index("staging (") < result.output.index("prod (")
 

@@ -8,6 +8,7 @@ import pytest
 from botocore.stub import ANY
 
 from ops.outputs import stack_name
+from stacks.settings import load_environment
 
 from .conftest import T0, stack_description
 
@@ -16,15 +17,26 @@ PACKAGE = "arn:aws:sagemaker:us-east-1:111111111111:model-package/clinical-diagn
 FUNCTION = "Dev-Inference-AdapterCopiesFunction-AbC123"
 
 
-@pytest.mark.parametrize("name", ["staging", "prod"])
-def test_retained_environments_are_refused_naming_the_field(aws, name):
+@pytest.mark.parametrize(("name", "tier"), [("staging", "staging"), ("prod", "production")])
+def test_retained_environments_are_refused_naming_the_field(aws, name, tier):
     from typer.testing import CliRunner
 
     from ops import cli
 
     result = CliRunner().invoke(cli.app, ["destroy", "--env", name, "--yes"])
     assert result.exit_code == 1
-    assert f"refusing to destroy '{name}': its removal_policy is 'retain' (config/{name}.yaml)" in result.output
+    assert f"refusing to destroy '{name}': its tier is '{tier}' (config/{name}.yaml)" in result.output
+
+
+def test_refusal_follows_the_tier_not_the_name():
+    """dev set to the staging tier is refused before any AWS call (the Cloud has no client to call)."""
+    from ops.cloud import Cloud
+    from ops.destroy import run
+    from ops.errors import OpsError
+
+    settings = load_environment("dev", overrides={"tier": "staging", "agent.seed_patients": False})
+    with pytest.raises(OpsError, match=r"refusing to destroy 'dev': its tier is 'staging'"):
+        run(Cloud(settings, clients={}), yes=True, dry_run=False, confirm=lambda q: "dev")
 
 
 def resources(component, *items):

@@ -10,12 +10,12 @@ import pytest
 
 from ops import outputs
 from ops.outputs import components, stack_name
-from stacks.settings import DEFAULT_ENVIRONMENTS, load_environment
+from stacks.settings import known_environments, load_environment
 
 BASELINES = Path(__file__).resolve().parents[2] / "baselines"
 
 
-@pytest.mark.parametrize("name", DEFAULT_ENVIRONMENTS)
+@pytest.mark.parametrize("name", known_environments())
 def test_every_output_the_cli_reads_is_declared_by_its_stack(name):
     settings = load_environment(name)
     for output in outputs.declared(settings):
@@ -24,7 +24,7 @@ def test_every_output_the_cli_reads_is_declared_by_its_stack(name):
         assert output.key in declared, f"{template.name} has no output {output.key}"
 
 
-@pytest.mark.parametrize("name", DEFAULT_ENVIRONMENTS)
+@pytest.mark.parametrize("name", known_environments())
 def test_only_the_environment_that_trains_declares_the_pipeline_and_registry_outputs(name):
     settings = load_environment(name)
     template = BASELINES / settings.stage_id / f"{stack_name(settings, 'Mlops')}.template.json"
@@ -32,7 +32,7 @@ def test_only_the_environment_that_trains_declares_the_pipeline_and_registry_out
     assert all((o.key in declared) == settings.trains for o in outputs.TRAINING)
 
 
-@pytest.mark.parametrize("name", DEFAULT_ENVIRONMENTS)
+@pytest.mark.parametrize("name", known_environments())
 def test_the_stage_deploys_exactly_the_stacks_the_cli_names(name):
     settings = load_environment(name)
     reviewed = {p.name for p in (BASELINES / settings.stage_id).glob("*.template.json")}
