@@ -942,12 +942,18 @@ def check_promotion(environments: list[EnvironmentSettings], lock: ModelLock) ->
     return registry
 
 
-def load_delivery(overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR) -> DeliverySettings:
+def load_delivery(
+    overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR, *, promoting: bool = True
+) -> DeliverySettings:
+    """config/delivery.yaml; ``promoting``: its environments must be files of ``config_dir`` (off when only the
+    tooling account is read, for the approvals the environment that trains forwards)."""
     data = _read("delivery", config_dir)
     for path, value in (overrides or {}).items():
         data[path] = value if path == "account" else _parse_override(value)
     try:
-        return DeliverySettings.model_validate(data, context={"known": known_environments(config_dir)})
+        return DeliverySettings.model_validate(
+            data, context={"known": known_environments(config_dir)} if promoting else {}
+        )
     except ValidationError as e:
         raise ConfigError(_format("delivery", e)) from None
 
@@ -1037,7 +1043,7 @@ def load_app(context: Mapping[str, Any]) -> AppSettings:
     on = delivery_enabled(context.get("delivery"), environments_given=given is not None)
     if on or (config_dir / "delivery.yaml").is_file():
         try:
-            tooling = load_delivery(context_overrides(context, "delivery"), config_dir)
+            tooling = load_delivery(context_overrides(context, "delivery"), config_dir, promoting=on)
         except ConfigError as e:
             errors.append(str(e))
     delivery = tooling if on else None
