@@ -7,10 +7,12 @@
 3. preprocess: validate, deduplicate, format, split   training/preprocess.py
 4. LoRA fine-tune, tracked in MLflow                  training/train.py
 5. evaluate on the held-out split                     training/evaluate.py
-6. register the model version in MLflow's registry, with the model card
+6. register the model version in MLflow's registry, with the model card, and pin it: its archive, SHA-256 and
+   lineage in the demo's own model lock (<workdir>/models.lock.json, the format of config/models.lock.json)
 7. serve and ask: a local S3 + DynamoDB (moto, synthetic patients), the CPU backend behind the
-   same SageMaker front as the container, the adapter loaded through POST /adapters, the SageMaker
-   runtime emulator, and the agent app — then the seed case goes in as a structured request.
+   same SageMaker front as the container, the pinned adapter (its archive checked against the pin, as each
+   environment's copy is) loaded through POST /adapters, the SageMaker runtime emulator, and the agent app —
+   then the seed case goes in as a structured request.
 
 Every step is cached by a fingerprint of its inputs (code, settings, upstream outputs) in
 <workdir>/state/: a second run skips what did not change, and says so. Services start only when a
@@ -28,11 +30,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stacks.settings import LOCK_FILE, AdapterPin, load_model_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -287,17 +292,17 @@ class Demo:
 
         registered = self.step(
             "register",
-            "register the model version (MLflow registry, model card)",
-            {"adapter": adapter["sha"], "evaluation": evaluation["report"], "card": MODEL_CARD},
+            "register the model version (MLflow registry, model card) and pin it",
+            {"adapter": adapter["sha"], "evaluation": evaluation["report"], "card": MODEL_CARD, "rank": s.lora_rank},
             lambda: self._register(adapter, evaluation),
         )
 
         serving_code = _hash_tree(ROOT / "agent", ROOT / "local", ROOT / "containers" / "sglang")
         answer = self.step(
             "ask",
-            "serve the adapter and ask the agent the seed case",
-            {"code": serving_code, "adapter": adapter["sha"], "base": base["sha"], "case": SEED_CASE},
-            lambda: self._serve_and_ask(base, adapter),
+            "serve the pinned adapter and ask the agent the seed case",
+            {"code": serving_code, "pin": registered["pin"], "base": base["sha"], "case": SEED_CASE},
+            lambda: self._serve_and_ask(base, registered),
         )
         return {"registered": registered, "evaluation": evaluation["report"], **answer}
 
@@ -324,15 +329,61 @@ class Demo:
             description=MODEL_CARD,
             tags={"adapter_sha256": adapter["sha"], "accuracy": str(metrics.get("accuracy")), "synthetic_data": "true"},
         )
+        pin = self._pin(adapter, int(version.version), run_id)
         return {
             "model": MODEL_NAME,
             "version": version.version,
             "run_id": run_id,
             "tracking_uri": uri,
             "experiment_id": client.get_run(run_id).info.experiment_id,
+            "lock": str(self.lock_path),
+            "pin": pin.model_dump(mode="json", exclude_none=True),
         }
 
-    def _serve_and_ask(self, base: dict, adapter: dict) -> dict:
+    @property
+    def lock_path(self) -> Path:
+        """The demo's own model lock (never the committed config/models.lock.json)."""
+        return self.work / LOCK_FILE
+
+    def _pin(self, adapter: dict, version: int, run_id: str | None) -> AdapterPin:
+        """The registered version as the demo's pin: its archive (deterministic .tar.gz), SHA-256 and lineage, in the
+        format of config/models.lock.json (a ``models:/`` registry version and a ``file://`` archive: local only)."""
+        from ops.pin import write
+        from stacks.constructs.source_archive import archive_bytes
+
+        data = archive_bytes(Path(adapter["path"]))
+        archive = self.work / "registry" / f"{MODEL_NAME}-{version}.tar.gz"
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        archive.write_bytes(data)
+        pin = AdapterPin(
+            name=ADAPTER,
+            base=BASE_COMPONENT,
+            model_package=f"models:/{MODEL_NAME}/{version}",
+            model_package_version=version,
+            source_uri=archive.as_uri(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            lora_rank=self.s.lora_rank,
+            mlflow_run_id=run_id,
+        )
+        write(load_model_lock(self.lock_path).with_pin(ADAPTER, pin), self.lock_path)
+        return pin
+
+    def _pinned_copy(self) -> AdapterPin:
+        """The pinned adapter, unpacked from its archive once the archive's SHA-256 is the pin's (as each
+        environment's Custom::AdapterCopy checks its copy)."""
+        pin = next((a for a in load_model_lock(self.lock_path).adapters if a.name == ADAPTER), None)
+        if pin is None:
+            raise RuntimeError(f"{self.lock_path} pins no {ADAPTER}: run the register step again (--fresh)")
+        archive = Path(pin.source_uri.removeprefix("file://"))
+        if hashlib.sha256(archive.read_bytes()).hexdigest() != pin.sha256:
+            raise RuntimeError(f"{archive} is not the pinned archive (sha256 {pin.sha256}): run with --fresh")
+        target = self.work / "serving" / pin.artifact_key.removesuffix(".tar.gz")
+        shutil.rmtree(target, ignore_errors=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        return pin.model_copy(update={"source_uri": target.as_uri()})
+
+    def _serve_and_ask(self, base: dict, registered: dict) -> dict:
         import httpx
 
         from local.aws import client as aws_client
@@ -370,10 +421,15 @@ class Demo:
                 f"--served-model-name {BASE_COMPONENT} --host {{host}} --port {{port}}",
             },
         )
-        r = httpx.post(f"{front}/adapters", json={"name": ADAPTER, "src": adapter["path"]}, timeout=120)
+        pinned = self._pinned_copy()
+        served = pinned.source_uri.removeprefix("file://")
+        r = httpx.post(f"{front}/adapters", json={"name": pinned.name, "src": served}, timeout=120)
         if r.status_code != 200:
             raise RuntimeError(f"loading the adapter through POST /adapters failed: {r.status_code} {r.text}")
-        self.out(f"      adapter {ADAPTER} loaded through POST /adapters")
+        self.out(
+            f"      adapter {pinned.name} (version {pinned.model_package_version}, pinned in {self.lock_path.name}) "
+            "loaded through POST /adapters"
+        )
 
         runtime_port = free_port()
         runtime = self.start(
@@ -387,7 +443,7 @@ class Demo:
                 "--route",
                 f"{ENDPOINT}/{BASE_COMPONENT}={front}",
                 "--route",
-                f"{ENDPOINT}/{ADAPTER}={front}#adapter={ADAPTER}",
+                f"{ENDPOINT}/{pinned.name}={front}#adapter={pinned.name}",
             ],
             port=runtime_port,
             env={},
@@ -405,7 +461,7 @@ class Demo:
                 **resources.env(),
                 "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime,
                 "SAGEMAKER_ENDPOINT_NAME": ENDPOINT,
-                "SAGEMAKER_INFERENCE_COMPONENT": ADAPTER,
+                "SAGEMAKER_INFERENCE_COMPONENT": pinned.name,  # the pinned adapter, as synth derives it
                 "MODEL_MAX_TOKENS": str(self.s.max_new_tokens),
                 "MODEL_TEMPERATURE": "0",
                 "AGENT_MAX_TURNS": "2",

@@ -8,11 +8,16 @@ holds the model-call span. A second run over the same workdir skips every step a
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
 from local.demo import ADAPTER, MODEL_NAME, Demo, Settings
+from stacks.settings import load_model_lock
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -45,6 +50,22 @@ def test_model_version_is_registered_with_its_model_card(finished):
     assert "Intended use" in version.description and "not for real patients" in version.description
     assert version.source.endswith("/adapter")
     assert client.list_artifacts(version.run_id, "adapter")  # the adapter files are in the run
+
+
+def test_the_register_step_pins_the_version_in_the_demos_own_lock_and_that_adapter_serves(finished):
+    demo, result = finished
+    (pin,) = load_model_lock(demo.lock_path).adapters
+    assert demo.lock_path.parent == demo.work  # the demo's own pin; config/models.lock.json is not touched
+    assert load_model_lock(ROOT / "config" / "models.lock.json").adapters == []
+    assert (pin.name, pin.base) == (ADAPTER, "llama32-3b")
+    assert pin.model_package == f"models:/{MODEL_NAME}/{result['registered']['version']}"
+    assert pin.mlflow_run_id == result["registered"]["run_id"] and pin.lora_rank == demo.s.lora_rank
+    archive = Path(pin.source_uri.removeprefix("file://"))
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == pin.sha256
+    served = demo.work / "serving" / pin.artifact_key.removesuffix(".tar.gz")  # the checked, unpacked copy
+    trained = demo.work / "adapter"
+    assert sorted(p.name for p in served.iterdir()) == sorted(p.name for p in trained.iterdir())
+    assert (served / "adapter_config.json").read_bytes() == (trained / "adapter_config.json").read_bytes()
 
 
 def test_report_object_exists_and_is_kms_encrypted(finished):
