@@ -4,8 +4,8 @@ bytecode for every module, deterministic, only what runs, within AgentCore's siz
 from __future__ import annotations
 
 import filecmp
-import importlib.util
-import marshal
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,16 +44,22 @@ def test_package_ships_no_stubs_tests_or_unreached_code(arm64_package):
     assert all("aarch64" in p.name for p in arm64_package.glob("pydantic_core/*.so"))
 
 
-def test_every_module_has_unchecked_hash_bytecode_for_python_311(arm64_package):
+def test_every_module_has_unchecked_hash_bytecode_for_python_313(arm64_package):
     sources = list(arm64_package.rglob("*.py"))
     assert len(sources) > 1000
     for source in sources:
-        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
         assert pyc.is_file(), f"no bytecode for {source.relative_to(arm64_package)}"
-    header = (arm64_package / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes()[:8]
-    assert (
-        header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01
-    )  # hash, unchecked
+    header = (arm64_package / "agent" / "__pycache__" / "app.cpython-313.pyc").read_bytes()[:8]
+    magic = runtime("import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())")
+    assert header[:4].hex() == magic.strip() and int.from_bytes(header[4:8], "little") == 0b01  # hash, unchecked
+
+
+def runtime(code: str) -> str:
+    """What ``code`` prints when the runtime's interpreter (Python 3.13) runs it."""
+    proc = subprocess.run([pkg.runtime_python(), "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 def test_two_builds_are_byte_identical(arm64_package, tmp_path):
@@ -86,12 +92,17 @@ def test_exporters_pure_python_parts_are_shipped_and_load(arm64_package):
         "mlflow/strands/autolog",
         "agent/telemetry",
     ]
+    pycs = []
     for module in modules:
         source = arm64_package / f"{module}.py"
-        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
         assert source.is_file(), module
-        code = marshal.loads(pyc.read_bytes()[16:])
-        assert code.co_filename.endswith(f"{module}.py")
+        pycs.append(str(source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"))
+    loaded = runtime(  # the runtime's interpreter unmarshals each module's code object
+        f"import json, marshal; print(json.dumps([marshal.loads(open(p, 'rb').read()[16:]).co_filename "
+        f"for p in {pycs!r}]))"
+    )
+    for module, filename in zip(modules, json.loads(loaded), strict=True):
+        assert filename.endswith(f"{module}.py"), (module, filename)
     entry_points = "\n".join(p.read_text() for p in arm64_package.glob("*.dist-info/entry_points.txt"))
     assert "aws_distro = amazon.opentelemetry.distro.aws_opentelemetry_distro" in entry_points
     assert "aws_configurator = amazon.opentelemetry.distro.aws_opentelemetry_configurator" in entry_points

@@ -423,9 +423,9 @@ def test_runtime_logs_are_encrypted_and_expire_and_traces_go_to_xray(templates, 
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_runtime_runs_the_code_package_on_python_311(templates, env):
+def test_runtime_runs_the_code_package_on_python_313(templates, env):
     code = code_configuration(templates[env])
-    assert code["Runtime"] == "PYTHON_3_11"
+    assert code["Runtime"] == "PYTHON_3_13"
     assert code["EntryPoint"] == pkg.entrypoint(pkg.AGENT_DIR / "requirements.txt")
     assert re.fullmatch(r"[0-9a-f]{64}\.zip", code["Code"]["S3"]["Prefix"])
 
@@ -435,7 +435,7 @@ def test_the_staged_package_holds_the_agent_main_py_and_arm64_dependencies(templ
     staged = assembly_dir / f"asset.{prefix.removesuffix('.zip')}"
     assert (staged / "main.py").read_text() == pkg.MAIN_PY
     assert (staged / "agent" / "app.py").read_bytes() == (pkg.AGENT_DIR / "app.py").read_bytes()
-    assert (staged / "agent" / "__pycache__" / "app.cpython-311.pyc").is_file()  # bytecode ships (issue 20)
+    assert (staged / "agent" / "__pycache__" / "app.cpython-313.pyc").is_file()  # bytecode ships (issue 20)
     assert (staged / "bedrock_agentcore").is_dir() and (staged / "strands").is_dir()
     native = list(staged.glob("pydantic_core/_pydantic_core*.so"))
     assert native and all("aarch64" in p.name for p in native)
@@ -466,7 +466,7 @@ def source(tmp_path) -> SimpleNamespace:
     (code / "__pycache__").mkdir(parents=True)
     (code / "__init__.py").write_text("")
     (code / "app.py").write_text("def main(argv):\n    print(' '.join(argv))\n")
-    (code / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"stale")
+    (code / "__pycache__" / "app.cpython-313.pyc").write_bytes(b"stale")
     req = code / "requirements.txt"
     req.write_text("fakedep==1.0\n")
     return SimpleNamespace(code=code, requirements=req, cache=tmp_path / "cache")
@@ -477,7 +477,7 @@ def test_dependencies_are_installed_once_for_linux_arm64_then_reused_offline(sou
     first = pkg.ensure_dependencies(source.requirements, constraints=None, cache=source.cache, run=_fake_pip(calls))
     (cmd,) = calls
     assert "--platform=manylinux2014_aarch64" in cmd and "--only-binary=:all:" in cmd
-    assert cmd[cmd.index("--python-version") + 1] == "3.11"
+    assert cmd[cmd.index("--python-version") + 1] == "3.13"
     assert (first / "bin" / "tool").read_text().startswith("#!/usr/bin/env python3\n")
 
     def no_network(*_a, **_k):
@@ -531,9 +531,9 @@ def test_package_layout_starts_the_agent_app_on_all_interfaces_port_8080(source,
     out = tmp_path / "out"
     pkg.build_package(source.code, deps, out)
     assert (out / "fakedep" / "__init__.py").is_file() and (out / "agent" / "app.py").is_file()
-    assert (out / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes() != b"stale"  # compiled anew
+    assert (out / "agent" / "__pycache__" / "app.cpython-313.pyc").read_bytes() != b"stale"  # compiled anew
     # The zip root is the working directory: `python main.py` imports the agent package and calls its main.
-    proc = subprocess.run([sys.executable, "main.py"], cwd=out, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([pkg.runtime_python(), "main.py"], cwd=out, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "--host 0.0.0.0 --port 8080"
 
