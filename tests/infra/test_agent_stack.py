@@ -499,6 +499,21 @@ def test_pip_failure_names_the_file_the_platform_and_the_cache_and_leaves_nothin
     assert list(source.cache.iterdir()) == []
 
 
+def test_bytecode_needs_the_runtimes_python_and_the_error_says_what_to_install(source, tmp_path, monkeypatch):
+    """Compiled by any other interpreter, the bytecode would not load on the runtime: refused, naming the version,
+    the interpreter that answered and how to provide the right one."""
+    monkeypatch.setenv(pkg.PYTHON_VARIABLE, sys.executable)  # the project's venv: Python 3.11
+    with pytest.raises(pkg.PackagingError) as e:
+        pkg.compile_bytecode(source.code)
+    message = str(e.value)
+    assert f"Python {pkg.PYTHON_VERSION}" in message and f"{sys.executable}: Python 3.11" in message
+    assert f"set {pkg.PYTHON_VARIABLE} to its path" in message and f"python{pkg.PYTHON_VERSION} is on PATH" in message
+    assert list((source.code / "__pycache__").iterdir()) == [source.code / "__pycache__" / "app.cpython-313.pyc"]
+    monkeypatch.setenv(pkg.PYTHON_VARIABLE, str(tmp_path / "no-such-python"))
+    with pytest.raises(pkg.PackagingError, match="no-such-python: .*No such file"):
+        pkg.compile_bytecode(source.code)
+
+
 def test_missing_pip_fails_clearly(source):
     def no_pip(cmd, **_):
         raise FileNotFoundError(cmd[0])

@@ -15,11 +15,10 @@ from pathlib import Path
 from stacks.constructs import pip_install, python_bundle
 from stacks.constructs.adapter_component import FUNCTION_DIR
 
-from .conftest import LAMBDA_PYTHON
+from .conftest import LAMBDA_PYTHON_VARIABLE, LAMBDA_PYTHON_VERSION
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-PYTHON_VARIABLE = "LAMBDA_PYTHON"  # the interpreter's path, where python3.13 is not on PATH
 
 
 def handler_tests() -> list[str]:
@@ -29,11 +28,11 @@ def handler_tests() -> list[str]:
 
 def test_the_handler_tests_pass_on_the_lambda_runtimes_python(tmp_path):
     assert platform.machine() == "x86_64", "the function's bundle is for linux/x86_64: run this on an x86_64 machine"
-    python = pip_install.find_python(LAMBDA_PYTHON, PYTHON_VARIABLE)
-    bundle = python_bundle.dependencies(FUNCTION_DIR, LAMBDA_PYTHON)  # what the function ships
+    python = pip_install.find_python(LAMBDA_PYTHON_VERSION, LAMBDA_PYTHON_VARIABLE)
+    bundle = python_bundle.dependencies(FUNCTION_DIR, LAMBDA_PYTHON_VERSION)  # what the function ships
     tools = pip_install.ensure_dependencies(
         HERE / "requirements-py-runtime.txt",
-        python_version=LAMBDA_PYTHON,
+        python_version=LAMBDA_PYTHON_VERSION,
         platforms=(python_bundle.PLATFORM,),
         cache=pip_install.cache_root("lambda-test-deps"),
         label="the Lambda function's tests",
