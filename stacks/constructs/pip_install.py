@@ -166,3 +166,18 @@ def _portable_scripts(bin_dir: Path) -> None:
         text = script.read_bytes()
         if text.startswith(b"#!") and b"python" in text.split(b"\n", 1)[0]:
             script.write_bytes(b"#!/usr/bin/env python3" + text[text.index(b"\n") :])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stacks.constructs.pip_install VERSION VARIABLE``: where Python VERSION is (``make setup``)."""
+    version, variable = argv if argv is not None else sys.argv[1:]
+    try:
+        print(f"Python {version} (the deployed runtimes'): {find_python(version, variable)}")
+    except PackagingError as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
