@@ -39,6 +39,9 @@ from agent.app import main
 
 main(["--host", "0.0.0.0", "--port", "8080"])
 '''
+# Project modules the agent imports from outside agent/, shipped at the same paths: the fine-tuned model's
+# prompt format has one owner, training/clinical.py (standard library only), used by training and the agent.
+SHARED_FILES = ("training/__init__.py", "training/clinical.py")
 _SKIP = re.compile(r"(^|/)(__pycache__|\.[^/]*)(/|$)|\.py[co]$")  # caches, hidden files and folders
 
 
@@ -58,6 +61,8 @@ def package_hash(source: Path, dependencies: Path) -> str:
     parts += sorted(p.name.encode() for p in dependencies.glob("*.dist-info"))
     for f in _code_files(source):
         parts += [f.relative_to(source).as_posix().encode(), f.read_bytes()]
+    for name in SHARED_FILES:
+        parts += [name.encode(), (ROOT / name).read_bytes()]
     return pip_install.digest(parts)
 
 
@@ -98,12 +103,16 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def build_package(source: Path, dependencies: Path, output: Path) -> None:
-    """Lay out the package in ``output``: dependencies at the root, the code under ``agent/``, ``main.py``."""
+    """Lay out the package in ``output``: dependencies at the root, the code under ``agent/``, the shared
+    modules (``SHARED_FILES``), ``main.py``."""
     shutil.copytree(dependencies, output, dirs_exist_ok=True, copy_function=_link_or_copy)
     for f in _code_files(source):
         dest = output / source.name / f.relative_to(source)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)
+    for name in SHARED_FILES:
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, output / name)
     (output / "main.py").write_text(MAIN_PY)
 
 

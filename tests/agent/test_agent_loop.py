@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from agent.models import parse_request
+from training.clinical import SUPER_PROMPT
 
 CASE = {
     "case": {
@@ -64,7 +65,7 @@ def test_agent_calls_both_tools_and_diagnose_through_the_endpoint(
     assert all(s["adapter"] == "clinical-lora" for s in seen)
     assert all(b["stream"] is streaming for b in agent_calls)
     assert {(b["max_tokens"], b["temperature"]) for b in agent_calls + diagnose_calls} == {(256, 0.1)}
-    assert diagnose_calls[0]["messages"][0]["content"].startswith("You are a board-certified internist")
+    assert diagnose_calls[0]["messages"][0]["content"] == SUPER_PROMPT  # the instruction the adapter was trained on
     # the record read by the agent reached the diagnosis
     assert '"patient_id": "P-000007"' in diagnose_calls[0]["messages"][1]["content"]
 
@@ -81,7 +82,7 @@ def test_app_stores_the_report_when_the_model_calls_no_tools(make_runtime, model
     report = s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read().decode()
     assert report.startswith("# Diagnostic report - P-000008")
     assert "Synthetic patient" in report and "crushing chest pain" in report
-    assert "Known conditions:" in report  # the app read the record for the case summary
+    assert "-year-old " in report  # the app read the record (age, sex) for the case summary
     assert len(model_log.get(plain_model)) == 2  # the agent's turn, then the app's diagnose call
 
 
