@@ -10,12 +10,15 @@ ENV ?= dev
 FAIL_ON ?=
 SGLANG_VERSION := 0.5.23
 
-export AWS_EC2_METADATA_DISABLED := true
+# Offline targets never look for credentials (no EC2 metadata probe); `deploy` must find them wherever they are
+# (instance roles included), so the variable is set per target, not for the whole Makefile.
+OFFLINE := AWS_EC2_METADATA_DISABLED=true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup synth test check format bench diff deploy snapshot diagram demo mlflow-ui lint clean
+.PHONY: help setup graphviz synth test check format bench diff deploy deploy-preflight snapshot diagram demo \
+	mlflow-ui lint clean rules exec-policy bootstrap weights data train approve ask status destroy cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,13 +37,30 @@ node_modules/.stamp: package.json package-lock.json
 
 setup: $(VENV)/.stamp node_modules/.stamp ## create the virtualenv and install the pinned CDK CLI
 
+# Graphviz's `dot` lays out and renders the architecture pictures (the `diagrams` library calls it); its fonts make
+# them readable. Debian's packages, installed like the rest of the toolchain where apt-get is available.
+GRAPHVIZ_PACKAGES := graphviz fonts-dejavu-core
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+graphviz: ## install Graphviz (dot) for the diagrams if it is missing (apt-get; elsewhere it says what to install)
+	@command -v dot >/dev/null || { \
+		command -v apt-get >/dev/null || { echo "Graphviz's dot is missing: install Graphviz (https://graphviz.org/download/)" >&2; exit 1; }; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $(GRAPHVIZ_PACKAGES) >/dev/null; }
+
 synth: setup ## synthesize every environment into cdk.out and print a summary
 	rm -rf cdk.out
-	$(CDK) synth --quiet "**"   # "**" selects the stacks inside the stages, so compliance findings fail here
+	$(OFFLINE) $(CDK) synth --quiet "**"   # "**" selects the stacks inside the stages: findings fail here
 	$(PY) -m tools.summary cdk.out
 
-test: setup ## run every test
-	$(PY) -m pytest
+rules: setup ## list the deploy-readiness rules (stacks/readiness.py) with the AWS pages they encode
+	$(OFFLINE) $(PY) -m stacks.readiness
+
+exec-policy: synth ## regenerate docs/cfn-exec-policy*.json (cdk bootstrap's execution policies) from the templates
+	$(PY) -m tools.exec_policy cdk.out > docs/cfn-exec-policy.json
+	$(PY) -m tools.exec_policy cdk.out --tooling > docs/cfn-exec-policy-tooling.json
+
+test: setup graphviz ## run every test
+	$(OFFLINE) $(PY) -m pytest
 
 check: setup ## format check, lint and type check (ruff, mypy), as CI runs them
 	$(VENV)/bin/ruff format --check .
@@ -52,30 +72,75 @@ format: setup ## format the code and apply ruff's safe fixes
 	$(VENV)/bin/ruff check --fix .
 
 bench: setup ## run the benchmarks (ratios measured in one run)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do echo "== $$b"; $(OFFLINE) $(PY) $$b || exit 1; done
 
 snapshot: setup ## refresh the reviewed baselines in baselines/ (review the diff!)
-	$(PY) -m tools.baselines --update
+	$(OFFLINE) $(PY) -m tools.baselines --update
 
-diff: setup ## audit: diff ENV's synth against its committed baseline (FAIL_ON=destructive to gate)
-	$(PY) -m tools.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
+diff: setup ## audit: ENV's synth against its baseline (FAIL_ON=never|any-change|broadening|destructive gates)
+	$(OFFLINE) $(PY) -m tools.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
 
-deploy: setup ## deploy one environment directly: make deploy ENV=dev (needs credentials for its account)
+deploy-preflight: setup ## what a deploy needs on this machine: a Docker daemon and a login to the training base registry
+	@docker info >/dev/null 2>&1 || { echo "make deploy builds the SGLang and training images with Docker at publish" \
+		"time, and no Docker daemon is reachable here: start Docker (or deploy through the delivery pipeline," \
+		"which builds them in CodeBuild)." >&2; exit 1; }
+	@registry=$$($(PY) -c 'from stacks.settings import load_environment as l; \
+		print(l("$(ENV)").training.base_image.split("/")[0])'); \
+		region=$$(echo $$registry | cut -d. -f4); \
+		aws ecr get-login-password --region $$region | docker login --username AWS --password-stdin $$registry \
+		>/dev/null || { echo "cannot log in to $$registry (the PyTorch DLC the training image is built FROM):" \
+		"check your AWS credentials" >&2; exit 1; }
+
+deploy: deploy-preflight ## deploy one environment directly: make deploy ENV=dev (needs credentials for its account)
 	$(CDK) deploy "$$($(PY) -c 'from stacks.settings import load_environment as l; print(l("$(ENV)").stage_id)')/*" \
 		-c environments=$(ENV) --require-approval broadening
 
-diagram: synth ## render docs/architecture.png from the synthesized app (STAGE=Prod; one cluster per stack)
-	$(PY) -m tools.diagram cdk.out --stage $(or $(STAGE),Prod) --output docs/architecture.png
+diagram: synth graphviz ## draw docs/architecture.png (the system) and docs/architecture-detail.png (every construct) from cdk.out (STAGE=Prod)
+	$(OFFLINE) $(PY) -m tools.diagram cdk.out --stage $(or $(STAGE),Prod) \
+		--output docs/architecture.png --detail-output docs/architecture-detail.png
 
 lint: synth ## cfn-lint over every synthesized template
-	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json')
+	$(OFFLINE) $(VENV)/bin/cfn-lint --ignore-checks W3005 -- $$(find cdk.out -name '*.template.json')
 
 demo: setup ## the whole system on this machine: train, register, serve, ask the agent (FRESH=1 reruns all)
-	$(PY) -m local.demo $(if $(FRESH),--fresh)
+	$(OFFLINE) $(PY) -m local.demo $(if $(FRESH),--fresh)
 
 mlflow-ui: setup ## serve the demo's MLflow (runs, registry, traces) on http://127.0.0.1:5050
 	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/.demo/mlflow/mlflow.db \
 		--artifacts-destination $(CURDIR)/.demo/mlflow/artifacts --host 127.0.0.1 --port 5050 --workers 1
+
+# --- the cloud journey (python -m ops; docs/runbook.md). Values with spaces or quotes (PROMPT, FROM, CASE) reach the
+# command through the environment, so they need no escaping. ARGS= passes any other option (see --help).
+OPS := $(PY) -m ops
+
+bootstrap: setup ## cdk bootstrap ENV's account/region with the pipeline's trust (POLICY=policy-arn, NO_TRUST=1)
+	$(OPS) bootstrap --env $(ENV) $(foreach p,$(POLICY),--execution-policy $(p)) $(if $(NO_TRUST),--no-trust) $(ARGS)
+
+weights: setup ## base weights where ENV's config says them; FROM=snapshot-dir uploads (skips unchanged files)
+	$(OPS) weights --env $(ENV) $(if $(FROM),--from "$$FROM") $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+data: setup ## generate (or FROM=records.jsonl) the training data, check it against the schema, upload it
+	$(OPS) data --env $(ENV) $(if $(FROM),--from "$$FROM") $(ARGS)
+
+train: setup ## start the fine-tuning pipeline and follow it (PARAMS="Epochs=2 ...", NO_WAIT=1, FOLLOW=arn|latest)
+	$(OPS) train --env $(ENV) $(foreach p,$(PARAMS),--param $(p)) $(if $(NO_WAIT),--no-wait) \
+		$(if $(FOLLOW),--follow $(FOLLOW)) $(ARGS)
+
+approve: setup ## review the candidate model version and approve it (VERSION=n, YES=1)
+	$(OPS) approve --env $(ENV) $(if $(VERSION),--version $(VERSION)) $(if $(YES),--yes) $(ARGS)
+
+ask: setup ## ask the deployed agent: PROMPT="..." or CASE=file.json (NEW_SESSION=1 starts a new session)
+	$(OPS) ask --env $(ENV) $(if $(PROMPT),--prompt "$$PROMPT") $(if $(CASE),--case "$$CASE") \
+		$(if $(NEW_SESSION),--new-session) $(ARGS)
+
+status: setup ## one screen: stacks, endpoint and components, served adapter, last pipeline run, agent runtime
+	$(OPS) status --env $(ENV)
+
+destroy: setup ## tear ENV down in order, with what CloudFormation cannot delete; refuses staging/prod (YES=1)
+	$(OPS) destroy --env $(ENV) $(if $(YES),--yes) $(ARGS)
+
+cost: setup ## monthly cost envelope at minimum and maximum scale, every environment (or ENV=...)
+	$(OPS) cost $(if $(filter command line,$(origin ENV)),--env $(ENV))
 
 clean: ## remove build outputs and the demo's state (keeps the virtualenv)
 	rm -rf cdk.out .pytest_cache .demo

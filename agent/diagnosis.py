@@ -14,7 +14,8 @@ import json
 import time
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
@@ -23,6 +24,7 @@ from training.clinical import diagnosis_messages
 
 REDACTED = "[REDACTED]"  # the same marker strands uses for redacted span content
 MAX_CASE_CHARS = 8000
+_RETRYABLE = {"ModelNotReadyException", "ServiceUnavailable", "ThrottlingException", "TooManyRequestsException"}
 
 
 class Diagnoser:
@@ -96,9 +98,16 @@ class Diagnoser:
             payload = json.loads(response["Body"].read())
         except ClientError as e:
             err = e.response.get("Error", {})
-            raise DiagnosisError(f"diagnosis model ({where}) failed: {err.get('Code')}: {err.get('Message')}") from e
+            raise DiagnosisError(
+                f"diagnosis model ({where}) failed: {err.get('Code')}: {err.get('Message')}",
+                retryable=err.get("Code") in _RETRYABLE,
+            ) from e
+        except (EndpointUnreachable, ReadTimeoutError) as e:  # the reason names the error, not the URL
+            raise DiagnosisError(
+                f"diagnosis model ({where}) unreachable ({type(e).__name__}): retry later", retryable=True
+            ) from e
         except BotoCoreError as e:
-            raise DiagnosisError(f"diagnosis model ({where}) unreachable: {e}") from e
+            raise DiagnosisError(f"diagnosis model ({where}) failed ({type(e).__name__})") from e
         except ValueError as e:
             raise DiagnosisError(f"diagnosis model ({where}) returned a body that is not JSON") from e
         try:

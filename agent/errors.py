@@ -22,4 +22,8 @@ class InvalidReport(AgentError, ValueError):
 
 
 class DiagnosisError(AgentError):
-    """The fine-tuned model could not produce a diagnosis."""
+    """The fine-tuned model could not produce a diagnosis; ``retryable`` when it was unreachable or busy."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable

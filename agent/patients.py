@@ -47,6 +47,19 @@ _ALLERGIES = ["penicillin", "sulfonamides", "latex", "peanuts", "iodinated contr
 # Fields stored beside the record that the agent never needs (and never gets back from the table).
 PRIVATE_FIELDS = ("name", "contact_phone", "synthetic")
 
+# The seed case's patient (a 45-year-old man): the demo stores it locally and dev seeds it with the synthetic
+# patients, so the seed case (ops/cases/seed-case.json) can be sent to a deployed agent too.
+SEED_PATIENT: dict[str, Any] = {
+    "patient_id": "P-000045",
+    "age": 45,
+    "sex": "male",
+    "conditions": ["hypertension"],
+    "medications": ["lisinopril 10 mg daily"],
+    "allergies": [],
+    "name": "Demo Example",
+    "synthetic": True,
+}
+
 
 def patient_id(n: int) -> str:
     return f"P-{n:06d}"

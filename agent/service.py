@@ -70,7 +70,14 @@ class ClinicalAgentRuntime:
         attributes = {"clinical.request.kind": "case" if case else "prompt"}
         if session_id:
             attributes["session.id"] = session_id
-        with _tracer.start_as_current_span("clinical_request", attributes=attributes) as span:
+        # A new trace per invocation (both sinks: one trace each), linked to the caller's span (AgentCore's,
+        # through the request span); baggage such as the session id carries over.
+        caller = trace.get_current_span().get_span_context()
+        root = trace.set_span_in_context(trace.INVALID_SPAN)
+        links = [trace.Link(caller)] if caller.is_valid else None
+        with _tracer.start_as_current_span(
+            "clinical_request", context=root, links=links, attributes=attributes
+        ) as span:
             from strands.types.exceptions import MaxTokensReachedException
 
             result, text, stop_reason = None, [], None

@@ -20,13 +20,16 @@ REPORTS_KMS_KEY_ID                  required  KMS key id/ARN used for SSE-KMS on
 REPORT_MAX_BYTES                    65536     largest report accepted (UTF-8 bytes)
 RECORD_PROMPTS                      false     record prompts, completions and patient fields in
                                               traces and logs (synthetic data only!)
-MLFLOW_TRACKING_URI                 (none)    http(s) MLflow server: traces go to <uri>/v1/traces
+MLFLOW_TRACKING_URI                 (none)    SageMaker MLflow App / tracking server ARN (SigV4
+                                              through sagemaker-mlflow), or an http(s) MLflow URL
 MLFLOW_EXPERIMENT_ID                (none)    experiment receiving the traces ...
 MLFLOW_EXPERIMENT_NAME              clinical-diagnosis  ... or its name (created when missing)
 ==================================  ========  =====================================================
 
 Standard variables also apply: ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, ``AWS_ENDPOINT_URL_S3``,
-``AWS_ENDPOINT_URL_DYNAMODB`` (local endpoints) and the ``OTEL_*`` variables (AgentCore observability).
+``AWS_ENDPOINT_URL_DYNAMODB`` (local endpoints), the ``OTEL_*`` and ``AGENT_OBSERVABILITY_ENABLED``
+variables (AgentCore observability, read by ADOT) and ``SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT`` (the plugin's
+endpoint override, local runs only). See ``agent.telemetry``.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.errors import ConfigurationError
+from agent.telemetry import mlflow_uri_kind
 
 
 class AgentRuntimeSettings(BaseModel):
@@ -59,6 +63,13 @@ class AgentRuntimeSettings(BaseModel):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment_id: str | None = None
     mlflow_experiment_name: str = "clinical-diagnosis"
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _mlflow_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            mlflow_uri_kind(value)  # ValueError naming what is wrong
+        return value
 
     @property
     def diagnosis_component(self) -> str | None:

@@ -1,21 +1,28 @@
 """Agent benchmarks, measured in one run on loopback (figures are ratios or percentiles, not absolutes).
 
-1. Cold start: process start -> ``GET /ping`` healthy, ``python -m agent.app --local`` vs a bare
-   ``BedrockAgentCoreApp``, alternated; target ratio <= 1.3 (heavy imports wait for the first request).
+1. Session start, as AgentCore pays it: process start -> first answered invocation, for our app and for a
+   bare ``BedrockAgentCoreApp`` that answers at once, both started the way AgentCore starts them
+   (local/agentcore.py): from the built package directory (built for this machine's platform through the
+   same code path as the linux/arm64 asset: the arm64 wheels cannot run here), under
+   ``opentelemetry-instrument`` with the deployed environment, no bytecode written. Median of alternated
+   rounds and the ratio (target <= 1.5); the /ping figure as a second line (target <= 1.3). The package's
+   unpacked size, before (pip's tree) and after (what ships, bytecode included), against the 60 MB target.
 2. Load: N concurrent sessions for D seconds of structured cases against the app, wired to moto, the
    SageMaker runtime emulator and a fast scripted model; prints 5xx count (target 0), p50 and p99.
 
-    .venv/bin/python bench/agent.py [--rounds 7] [--sessions 50] [--duration 30]
+    .venv/bin/python bench/agent.py [--rounds 5] [--sessions 50] [--duration 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack
@@ -24,16 +31,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from local.agentcore import start_package  # noqa: E402
 from local.aws import LocalServer, free_port, provision, start_moto  # noqa: E402
+from stacks.agent_stack import observability_environment  # noqa: E402
+from stacks.constructs import agent_package as pkg  # noqa: E402
 
-BARE_APP = """
-import sys
+BARE_MAIN = """#!/usr/bin/env python3
+import os
 from bedrock_agentcore.runtime import BedrockAgentCoreApp
 app = BedrockAgentCoreApp()
 @app.entrypoint
 async def invoke(payload):
     return payload
-app.run(port=int(sys.argv[1]), host="127.0.0.1")
+host, _, port = os.environ.get("AGENTCORE_EMULATOR_BIND", "0.0.0.0:8080").rpartition(":")
+app.run(port=int(port), host=host)
 """
 PATIENTS = 50
 
@@ -44,27 +55,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cold_start(args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Seconds from spawning the process to the first healthy /ping: wall clock, and CPU time used
-    (steadier than wall time on a shared machine)."""
-    port = free_port()
+def session_start(package: Path, env: dict[str, str], body: bytes) -> tuple[float, float]:
+    """Seconds from spawning the package's process to /ping healthy, and to the first answered invocation."""
     start = time.perf_counter()
-    process = subprocess.Popen(
-        [*args, str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    with start_package(package, ["opentelemetry-instrument", "main.py"], env) as server:
+        ping = time.perf_counter() - start
+        request = urllib.request.Request(
+            server.url + "/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as r:
+            r.read()
+            if r.status != 200:
+                raise RuntimeError(f"{package.name} answered {r.status}")
+        return ping, time.perf_counter() - start
+
+
+def build_packages(root: Path) -> tuple[Path, Path]:
+    """Our package for this machine, and the same tree with a bare main.py (hard links: no copy)."""
+    ours = pkg.build_local_package(root / "agent")
+    bare = root / "bare"
+    shutil.copytree(ours, bare, copy_function=os.link)
+    (bare / "main.py").unlink()
+    (bare / "main.py").write_text(BARE_MAIN)
+    (bare / "main.py").chmod(0o755)
+    return ours, bare
+
+
+def report_sizes(ours: Path) -> None:
+    deps = pkg.ensure_dependencies(pkg.AGENT_DIR / "requirements.txt")
+    arm64 = pkg.ensure_package(pkg.AGENT_DIR, deps)
+    print(
+        f"package (linux/arm64, unpacked): before {pkg.package_size(deps) / 1e6:.1f} MB (pip's tree, no bytecode), "
+        f"after {pkg.package_size(arm64) / 1e6:.1f} MB (what ships, bytecode included; target <= 60 MB); "
+        f"this machine's build {pkg.package_size(ours) / 1e6:.1f} MB"
     )
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as r:
-                    if r.status == 200:
-                        return time.perf_counter() - start, cpu_seconds(process.pid)
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{args} exited with {process.returncode}") from None
-                time.sleep(0.005)
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 async def load(url: str, sessions: int, duration: float) -> tuple[list[float], dict[int, int]]:
@@ -108,7 +132,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7, help="cold starts of each app (alternated)")
+    parser.add_argument("--rounds", type=int, default=5, help="session starts of each app (alternated)")
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
     a = parser.parse_args()
@@ -127,26 +151,42 @@ def main() -> None:
                 [py, "-m", "local.sagemaker_runtime", "--port", str(port), "--route", route], port=port, cwd=ROOT
             )
         )
-        env = {
-            **os.environ,
+        agent_vars = {
             **resources.env(),
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": emulator.url,
             "SAGEMAKER_ENDPOINT_NAME": "clinical-llm",
             "SAGEMAKER_INFERENCE_COMPONENT": "clinical-lora",
         }
+        env = {**os.environ, **agent_vars}
 
+        otlp_port = free_port()
+        otlp = stack.enter_context(
+            LocalServer.start([py, "-m", "local.otlp_receiver", "--port", str(otlp_port)], port=otlp_port, cwd=ROOT)
+        )
+        deployed = {
+            **agent_vars,
+            **observability_environment(record_prompts=False),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{otlp.url}/v1/traces",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"{otlp.url}/v1/logs",
+        }
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agent-bench-")))
+        ours, bare = build_packages(root)
+        report_sizes(ours)
+        case = json.dumps({"case": {"patient_id": "P-000001", "symptoms": ["fever", "cough"]}}).encode()
         agent_runs, bare_runs = [], []
         for _ in range(a.rounds):
-            agent_runs.append(cold_start([py, "-m", "agent.app", "--local", "--port"], env))
-            bare_runs.append(cold_start([py, "-c", BARE_APP], env))
-        print(f"cold start, process start -> /ping healthy (median of {a.rounds}, alternated):")
-        for i, what in enumerate(("wall", "CPU")):
-            agent_cold = statistics.median(r[i] for r in agent_runs)
-            bare_cold = statistics.median(r[i] for r in bare_runs)
+            agent_runs.append(session_start(ours, deployed, case))
+            bare_runs.append(session_start(bare, deployed, case))
+        print(
+            f"session start from the package (built for {', '.join(pkg.host_platforms())} through the same code "
+            f"path as the linux/arm64 asset), under opentelemetry-instrument, median of {a.rounds} alternated:"
+        )
+        for i, what, target in ((1, "process start -> first answer", 1.5), (0, "process start -> /ping healthy", 1.3)):
+            agent_t = statistics.median(r[i] for r in agent_runs)
+            bare_t = statistics.median(r[i] for r in bare_runs)
             print(
-                f"  {what:>4}: agent app {agent_cold * 1000:.0f} ms, "
-                f"bare BedrockAgentCoreApp {bare_cold * 1000:.0f} ms,"
-                f" ratio {agent_cold / bare_cold:.2f}x (target <= 1.30x)"
+                f"  {what}: agent app {agent_t * 1000:.0f} ms, bare BedrockAgentCoreApp {bare_t * 1000:.0f} ms, "
+                f"ratio {agent_t / bare_t:.2f}x (target <= {target:.2f}x)"
             )
 
         port = free_port()
@@ -170,7 +210,7 @@ def main() -> None:
         ).read()
         second = time.perf_counter() - t
         print(
-            f"first invocation (lazy imports) {first * 1000:.0f} ms, second {second * 1000:.0f} ms "
+            f"venv app: first invocation right after /ping {first * 1000:.0f} ms, second {second * 1000:.0f} ms "
             f"({first / second:.1f}x)"
         )
 

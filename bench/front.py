@@ -10,6 +10,11 @@ p99 <= 5 ms at 1 client, throughput >= 0.9x direct), and the CPU time each serve
 request, which noisy neighbours disturb far less than wall-clock figures: on a machine with fewer
 free cores than the three processes here (load generator, front, engine), the throughput ratio
 measures CPU sharing more than the front.
+
+Then a client that leaves: against a slow engine (a 400-token answer at 20 ms a token, one generation
+at a time), a stream is abandoned after its first bytes and a short request follows; how long that one
+waits, through the front and direct, against the whole stream's time. Target: the front frees the engine
+as a direct disconnect does (wait ratio front/direct <= 2x, and far below the whole stream).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ BODY = json.dumps(
 ).encode()
 STREAM_BODY = json.dumps({**json.loads(BODY), "stream": True}).encode()
 ANSWER = "Findings point to community-acquired pneumonia; recommend chest X-ray and antibiotics."
-TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "throughput_ratio": 0.9}
+TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "throughput_ratio": 0.9, "disconnect_wait_ratio": 2.0}
+LONG = " ".join(f"w{i}" for i in range(400))
 
 
 def free_port() -> int:
@@ -183,6 +189,75 @@ def report(results: dict) -> bool:
     return ok
 
 
+async def abandoned_then_next(url: str) -> tuple[float, float]:
+    """(seconds a short request waits after a stream was abandoned, seconds the whole stream takes)."""
+    long = json.dumps({**json.loads(STREAM_BODY), "max_tokens": 400}).encode()
+    short = json.dumps({**json.loads(BODY), "max_tokens": 1}).encode()
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/invocations", data=long, headers=headers) as r:
+            await r.content.readany()  # the engine is generating; now leave
+        t0 = time.perf_counter()
+        async with session.post(url + "/invocations", data=short, headers=headers) as r:
+            await r.read()
+        waited = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        async with session.post(url + "/invocations", data=long, headers=headers) as r:
+            await r.read()
+        return waited, time.perf_counter() - t0
+
+
+def disconnect(rounds: int) -> dict:
+    engine_port, front_port = free_port(), free_port()
+    direct, front = f"http://127.0.0.1:{engine_port}", f"http://127.0.0.1:{front_port}"
+    engine = start(
+        [sys.executable, "-m", "local.backend", "--fixed-response", LONG, "--token-delay-ms", "20"]
+        + ["--port", str(engine_port)],
+        direct,
+        "/health",
+    )
+    try:
+        proxy = start(front_command(front_port, direct), front, "/ping")
+        try:
+            waits: dict[str, list[float]] = {"direct": [], "front": []}
+            whole = 0.0
+            for _ in range(rounds):
+                for name, url in (("direct", direct), ("front", front)):
+                    waited, whole = asyncio.run(abandoned_then_next(url))
+                    waits[name].append(waited)
+        finally:
+            stop(proxy)
+    finally:
+        stop(engine)
+    return {name: statistics.median(v) for name, v in waits.items()} | {"whole_stream": whole}
+
+
+def front_command(port: int, engine_url: str) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "containers" / "sglang" / "sagemaker_front.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--engine-url",
+        engine_url,
+        "--served-model-name",
+        "base",
+    ]
+
+
+def report_disconnect(d: dict) -> bool:
+    ratio = d["front"] / d["direct"]
+    print(
+        f"after an abandoned stream the next request waited: direct {d['direct'] * 1e3:.0f} ms, front "
+        f"{d['front'] * 1e3:.0f} ms (front/direct {ratio:.2f}x; the whole stream takes {d['whole_stream']:.1f} s, "
+        f"front wait/whole {d['front'] / d['whole_stream']:.3f}x); target front/direct <= "
+        f"{TARGETS['disconnect_wait_ratio']}x: {'met' if ratio <= TARGETS['disconnect_wait_ratio'] else 'NOT met'}"
+    )
+    return ratio <= TARGETS["disconnect_wait_ratio"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=2.0, help="measured seconds per target and concurrency")
@@ -196,22 +271,7 @@ def main() -> None:
         "/health",
     )
     try:
-        proxy = start(
-            [
-                sys.executable,
-                str(ROOT / "containers" / "sglang" / "sagemaker_front.py"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(front_port),
-                "--engine-url",
-                direct,
-                "--served-model-name",
-                "base",
-            ],
-            front,
-            "/ping",
-        )
+        proxy = start(front_command(front_port, direct), front, "/ping")
         try:
             procs = {"engine": psutil.Process(engine.pid), "front": psutil.Process(proxy.pid)}
             results = asyncio.run(run(direct, front, args.seconds, args.rounds, procs))
@@ -221,6 +281,7 @@ def main() -> None:
         stop(engine)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     report(results)
+    report_disconnect(disconnect(args.rounds))
 
 
 if __name__ == "__main__":

@@ -87,10 +87,9 @@ class LocalServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
+                tail = server.log_tail()  # before stop(), which removes the log
                 server.stop()
-                raise RuntimeError(
-                    f"{' '.join(args[:3])} not healthy at {url}{health} after {timeout}s:\n{server.log_tail()}"
-                )
+                raise RuntimeError(f"{' '.join(args[:3])} not healthy at {url}{health} after {timeout}s:\n{tail}")
             time.sleep(0.05)
 
     def log_tail(self, chars: int = 4000) -> str:

@@ -45,14 +45,6 @@ PY = sys.executable
 MODEL_NAME = "clinical-diagnosis-llama"  # the registered model (the registry's model package group on AWS)
 ENDPOINT, BASE_COMPONENT, ADAPTER = "clinical-llm", "llama32-3b", "clinical-lora"
 STEPS = 7
-SEED_PATIENT = {  # synthetic: the demo's seed case
-    "patient_id": "P-000045",
-    "age": 45,
-    "sex": "male",
-    "conditions": ["hypertension"],
-    "medications": ["lisinopril 10 mg daily"],
-    "allergies": [],
-}
 SEED_CASE = {
     "patient_id": "P-000045",
     "symptoms": ["fever", "cough"],
@@ -513,9 +505,9 @@ class Demo:
         resources = provision(self.services["moto"].url, patients=self.s.patients)
         s3 = aws_client("s3", resources.endpoint_url, resources.region)
         ddb = aws_client("dynamodb", resources.endpoint_url, resources.region)
-        from agent.patients import PatientStore
+        from agent.patients import SEED_PATIENT, PatientStore
 
-        PatientStore(resources.table, ddb).put_all([{**SEED_PATIENT, "synthetic": True, "name": "Demo Example"}])
+        PatientStore(resources.table, ddb).put_all([SEED_PATIENT])
 
         self.say("      starting the CPU backend behind the SageMaker front ...")
         front_port, engine_port = free_port(), free_port()

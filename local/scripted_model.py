@@ -11,7 +11,7 @@ user message it calls ``get_patient_record``, then ``diagnose``, then ``upload_d
 (each once, if offered), then answers with the stored report's URI. A tool error or an unknown
 patient ends the script with a plain answer saying so. Without tools (or in mode ``plain``) it
 answers with a markdown assessment chosen by keywords of the case. Mode ``broken`` answers like
-``plain`` but hangs up in the middle of every stream.
+``plain`` but hangs up in the middle of every stream (after the first words).
 """
 
 from __future__ import annotations
@@ -185,72 +185,88 @@ class ScriptedModel:
         self.lock = threading.Lock()
 
 
-def make_handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:  # noqa: C901 (to be split: issue 18)
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class ScriptedHandler(BaseHTTPRequestHandler):
+    """The HTTP side of a ``ScriptedModel`` (bound by ``make_handler``)."""
 
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
+    model: ScriptedModel
+    protocol_version = "HTTP/1.1"
 
-        def _json(self, status: int, obj: Any) -> None:
-            data = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
 
-        def do_GET(self) -> None:
-            if self.path in ("/ping", "/health"):
-                self._json(200, {"status": "healthy", "mode": model.mode})
-            elif self.path == "/requests":
-                with model.lock:
-                    self._json(200, list(model.requests))
-            else:
-                self._json(404, {"error": f"no route {self.path}"})
+    def _json(self, status: int, obj: Any) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
-        def do_DELETE(self) -> None:
-            if self.path != "/requests":
-                return self._json(404, {"error": f"no route {self.path}"})
-            with model.lock:
-                model.requests.clear()
-            self._json(200, {"cleared": True})
+    def do_GET(self) -> None:
+        if self.path in ("/ping", "/health"):
+            self._json(200, {"status": "healthy", "mode": self.model.mode})
+        elif self.path == "/requests":
+            with self.model.lock:
+                self._json(200, list(self.model.requests))
+        else:
+            self._json(404, {"error": f"no route {self.path}"})
 
-        def do_POST(self) -> None:
-            if self.path not in ("/invocations", "/v1/chat/completions"):
-                return self._json(404, {"error": f"no route {self.path}"})
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                body = json.loads(raw)
-                if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-                    raise ValueError("the body needs a 'messages' list")
-            except ValueError as e:
-                return self._json(400, {"error": f"invalid chat request: {e}"})
-            adapter = self.headers.get(ADAPTER_HEADER)
-            with model.lock:
-                model.requests.append({"path": self.path, "adapter": adapter, "body": body})
-            if model.delay:
-                time.sleep(model.delay)
-            reply = decide(body, model.mode)
-            name = adapter or body.get("model") or "scripted"
-            if not body.get("stream"):
-                return self._json(200, completion(body, reply, name))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Connection", "close")
-            chunks = stream_chunks(body, reply, name)
-            if model.mode == "broken":  # promise more than is sent, then hang up mid-stream
-                self.send_header("Content-Length", "1000000")
-                chunks = chunks[:1]
-            self.end_headers()
-            for c in chunks:
-                self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
-                self.wfile.flush()
-            if model.mode != "broken":
-                self.wfile.write(b"data: [DONE]\n\n")
-            self.close_connection = True
+    def do_DELETE(self) -> None:
+        if self.path != "/requests":
+            return self._json(404, {"error": f"no route {self.path}"})
+        with self.model.lock:
+            self.model.requests.clear()
+        self._json(200, {"cleared": True})
 
-    return Handler
+    def _chat_request(self) -> dict[str, Any] | None:
+        """The request's chat body, or None after answering 400."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+                raise ValueError("the body needs a 'messages' list")
+        except ValueError as e:
+            self._json(400, {"error": f"invalid chat request: {e}"})
+            return None
+        return body
+
+    def do_POST(self) -> None:
+        if self.path not in ("/invocations", "/v1/chat/completions"):
+            return self._json(404, {"error": f"no route {self.path}"})
+        body = self._chat_request()
+        if body is None:
+            return
+        adapter = self.headers.get(ADAPTER_HEADER)
+        with self.model.lock:
+            self.model.requests.append({"path": self.path, "adapter": adapter, "body": body})
+        if self.model.delay:
+            time.sleep(self.model.delay)
+        reply = decide(body, self.model.mode)
+        name = adapter or body.get("model") or "scripted"
+        if body.get("stream"):
+            self._stream(stream_chunks(body, reply, name))
+        else:
+            self._json(200, completion(body, reply, name))
+
+    def _stream(self, chunks: list[dict[str, Any]]) -> None:
+        """SSE chunks; in mode ``broken``, promise more than is sent, then hang up mid-stream."""
+        broken = self.model.mode == "broken"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        if broken:
+            self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        for c in chunks[:2] if broken else chunks:  # broken: the role and the first words, then nothing
+            self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
+            self.wfile.flush()
+        if not broken:
+            self.wfile.write(b"data: [DONE]\n\n")
+        self.close_connection = True
+
+
+def make_handler(model: ScriptedModel) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (ScriptedHandler,), {"model": model})
 
 
 class _Server(ThreadingHTTPServer):

@@ -8,7 +8,8 @@ use the environment key for those two, and write its logs and traces.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
+from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Stack, Token
 from aws_cdk import aws_bedrockagentcore as agentcore
@@ -18,36 +19,31 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from agent.patients import synthetic_patients
+from agent.patients import SEED_PATIENT, synthetic_patients
 from stacks import compliance
 from stacks.constructs.agent_package import agent_code_artifact
 from stacks.constructs.log_group import encrypted_log_group
 from stacks.constructs.patient_table import SeedItems, patient_table
-from stacks.settings import PROTECTED_ENVIRONMENTS, ConfigError, EnvironmentSettings
+from stacks.settings import EnvironmentSettings
 
 ENDPOINT_NAME = "live"  # the runtime endpoint this stack manages; it follows the deployed runtime version
 REPORTS_PREFIX = "reports/"
 SEED_PROVIDER_ID = "AWS679f53fac002430cb0da5b7982bd2287"  # the singleton function of CDK's AwsCustomResource
-# MLflow calls that tracing needs (experiment lookup/creation, traces); nothing that reads or deletes runs.
-MLFLOW_ACTIONS = [
-    "sagemaker-mlflow:CreateExperiment",
-    "sagemaker-mlflow:GetExperiment",
-    "sagemaker-mlflow:GetExperimentByName",
-    "sagemaker-mlflow:StartTrace",
-    "sagemaker-mlflow:EndTrace",
-    "sagemaker-mlflow:SetTraceTag",
-]
 
 
-def runtime_name(settings: EnvironmentSettings) -> str:
-    """``<agent.runtime_name>_<environment>``: AgentCore names allow letters, digits and underscores only."""
-    name = f"{settings.agent.runtime_name}_{re.sub(r'[^A-Za-z0-9]', '_', settings.name)}"
-    if len(name) > 48:
-        raise ConfigError(
-            f"invalid configuration for environment '{settings.name}':\n  agent.runtime_name: "
-            f"'{name}' (runtime name + '_' + environment) is longer than AgentCore's 48 characters"
-        )
-    return name
+def observability_environment(*, record_prompts: bool) -> dict[str, str]:
+    """ADOT's settings for AgentCore observability (the entry point runs ``opentelemetry-instrument``):
+    https://docs.aws.amazon.com/bedrock-agentcore/latest/devguide/observability-configure.html. The runtime
+    adds the per-runtime ones itself (OTLP endpoints, log group headers, resource attributes). ADOT's own
+    instrumentations capture message content unless told not to: the content policy applies to both sinks."""
+    return {
+        "AGENT_OBSERVABILITY_ENABLED": "true",
+        "OTEL_PYTHON_DISTRO": "aws_distro",
+        "OTEL_PYTHON_CONFIGURATOR": "aws_configurator",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": str(record_prompts).lower(),
+    }
 
 
 class AgentStack(Stack):
@@ -63,8 +59,8 @@ class AgentStack(Stack):
         reports_bucket: s3.IBucket,
         endpoint_name: str,
         inference_component: str,
-        mlflow_arn: str | None = None,
         mlflow_tracking_uri: str | None = None,
+        grant_mlflow: Callable[[iam.IGrantable], Any] | None = None,
         vpc: ec2.IVpc | None = None,
         subnets: ec2.SubnetSelection | None = None,
         security_group: ec2.ISecurityGroup | None = None,
@@ -72,12 +68,6 @@ class AgentStack(Stack):
     ) -> None:
         super().__init__(scope, id, **kwargs)
         agent = settings.agent
-        if agent.seed_patients and settings.name in PROTECTED_ENVIRONMENTS:
-            raise ConfigError(
-                f"invalid configuration for environment '{settings.name}':\n  agent.seed_patients: "
-                f"synthetic patients are seeded only in development, never in {', '.join(PROTECTED_ENVIRONMENTS)}"
-            )
-
         self.table = patient_table(
             self, "Patients", table_name=f"{agent.patient_table}-{settings.name}", key=key, destroy=settings.destroy
         )
@@ -89,7 +79,7 @@ class AgentStack(Stack):
                 "SyntheticPatients",
                 table=self.table,
                 key=key,
-                items=synthetic_patients(agent.seed_patient_count),
+                items=[*synthetic_patients(agent.seed_patient_count), SEED_PATIENT],  # + the seed case's
                 log_group=seed_logs,
                 vpc=vpc,
                 subnets=subnets,
@@ -110,6 +100,7 @@ class AgentStack(Stack):
             "REPORTS_KMS_KEY_ID": key.key_arn,
             "RECORD_PROMPTS": str(agent.record_prompts).lower(),
             "MLFLOW_EXPERIMENT_NAME": settings.mlflow.experiment,
+            **observability_environment(record_prompts=agent.record_prompts),
         }
         if mlflow_tracking_uri:
             environment["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
@@ -117,7 +108,7 @@ class AgentStack(Stack):
         self.runtime = agentcore.Runtime(
             self,
             "Runtime",
-            runtime_name=runtime_name(settings),
+            runtime_name=settings.agent_runtime_name,
             description=f"Clinical diagnosis agent ({settings.name})",
             agent_runtime_artifact=agent_code_artifact(),
             authorizer_configuration=agentcore.RuntimeAuthorizerConfiguration.using_iam(),
@@ -149,8 +140,14 @@ class AgentStack(Stack):
             table_arn=self.table.table_arn,
             reports=reports_bucket.arn_for_objects(f"{REPORTS_PREFIX}*"),
             key=key,
-            mlflow_arn=mlflow_arn,
         )
+        if grant_mlflow is not None:  # exactly what the MLflow kind needs, and its artifact prefix
+            grant_mlflow(self.runtime)
+            compliance.acknowledge_wildcards(
+                self.runtime.role,
+                compliance.AGENT_MLFLOW_ARTIFACTS,
+                f"Resource::*/{settings.mlflow.artifact_prefix.strip('/')}/[*]",
+            )
 
         for name, value in {
             "RuntimeArn": self.runtime.agent_runtime_arn,
@@ -172,7 +169,6 @@ class AgentStack(Stack):
         table_arn: str,
         reports: str,
         key: kms.IKey,
-        mlflow_arn: str | None,
     ) -> None:
         def sagemaker_arn(resource: str, name: str) -> str:
             # SageMaker lower-cases names in its ARNs.
@@ -207,8 +203,6 @@ class AgentStack(Stack):
                 },
             ),
         ]
-        if mlflow_arn:
-            statements.append(iam.PolicyStatement(sid="TraceToMlflow", actions=MLFLOW_ACTIONS, resources=[mlflow_arn]))
         for statement in statements:
             self.runtime.add_to_role_policy(statement)
         compliance.acknowledge(self.runtime.role, *compliance.agent_runtime_role(self))

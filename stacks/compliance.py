@@ -1,4 +1,5 @@
-"""Compliance gates: cdk-nag AwsSolutions + HIPAA Security, and every acknowledgment with its reason.
+"""Compliance gates: cdk-nag AwsSolutions + HIPAA Security + DeployReadiness, and every acknowledgment with its
+reason.
 
 cdk-nag 3 runs as a CDK policy-validation plugin: any unacknowledged finding fails synth.
 Acknowledgments live here, in one place, as named groups; stacks apply a group to the
@@ -24,8 +25,11 @@ class Ack:
 
 
 def register(app: App) -> None:
-    """Run both packs over every stack of the app; findings fail synth."""
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
+    """Run the packs over every stack of the app (AwsSolutions, HIPAA Security and the services' own rules,
+    stacks/readiness.py); findings fail synth."""
+    from stacks.readiness import DeployReadinessChecks
+
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app), DeployReadinessChecks(app))
 
 
 def acknowledge(construct: IConstruct, *acks: Ack) -> None:
@@ -103,13 +107,6 @@ RESTRICT_DEFAULT_SG_PROVIDER = (
     Ack(
         "HIPAA.Security-LambdaInsideVPC",
         "CDK-managed provider calls only the EC2 API to close the default security group.",
-    ),
-)
-
-AVAILABILITY_ZONES = (
-    Ack(
-        "CloudFormation-Validate::W3010",
-        "The AZ names come from settings on purpose: synth must not look them up in the account.",
     ),
 )
 
@@ -198,13 +195,14 @@ MLFLOW_ROLE = (
 )
 
 PIPELINE_ROLE = (
-    "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the datasets "
-    "prefix (read) and the pipeline's output and checkpoint prefixes (write); processing-job/pipelines-* and "
-    "training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the versions of "
-    "this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
-    "sagemaker-mlflow:* on this environment's one MLflow ARN (the tracking API is one namespace); "
-    "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace condition /aws/sagemaker/*) and the "
-    "network-interface actions of jobs in the VPC have no resource-level permissions."
+    "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the "
+    "datasets and base-weights prefixes (read), the pipeline's output and checkpoint prefixes and the MLflow "
+    "artifact prefix (write; the MLflow client writes artifacts straight to S3); processing-job/pipelines-* and "
+    "training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the "
+    "versions of this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
+    "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace condition /aws/sagemaker/*) and ec2:Describe* "
+    "have no resource-level permissions; the jobs' network interfaces (network-interface/*, named when created) are "
+    "limited to the environment's VPC and the jobs' subnets by ec2:Vpc and ec2:Subnet conditions."
 )
 
 DEPLOY_ADAPTER_ROLE = (
@@ -320,6 +318,11 @@ def agent_runtime_role(stack) -> tuple[Ack, ...]:
     )
 
 
+AGENT_MLFLOW_ARTIFACTS = (
+    "Traces and their artifacts: the MLflow client writes artifacts straight to the artifact store, objects under the "
+    "MLflow artifact prefix only (Mlflow.grant_use)."
+)
+
 AGENT_REPORTS_PREFIX = (
     "The agent writes one object per report under reports/<patient id>/<timestamp>.md: PutObject only, on that "
     "prefix of the reports bucket only."
@@ -365,9 +368,10 @@ DELIVERY = (
     ),
     Ack(
         "AwsSolutions-IAM5[Resource::*]",
-        "Two CDK Pipelines statements with no narrower resource: self-mutation's cloudformation:DescribeStacks and "
-        "s3:ListBucket (read-only, how the CDK CLI finds its stacks and bootstrap bucket), and the asset role's "
-        "codebuild:StartBuild/BatchGetBuilds/StopBuild for the publishing projects it runs.",
+        "CDK Pipelines statements with no narrower resource: self-mutation's cloudformation:DescribeStacks and "
+        "s3:ListBucket (read-only, how the CDK CLI finds its stacks and bootstrap bucket) and the asset roles' "
+        "ecr:GetAuthorizationToken (no resource-level permissions). The asset roles' CodeBuild actions are cut to "
+        "their own projects (stacks/constructs/asset_roles.py).",
     ),
 )
 
@@ -386,6 +390,12 @@ DELIVERY_REPLICATION_BUCKET = tuple(
         "HIPAA.Security-S3BucketVersioningEnabled",
         "HIPAA.Security-S3BucketReplicationEnabled",
     )
+) + (
+    Ack(
+        "DeployReadiness-RetainExceptOnCreate",
+        "CDK's cross-region support stack creates this bucket with Retain; its name is generated, so a failed first "
+        "create leaves nothing that blocks the retry (only an empty bucket to remove).",
+    ),
 )
 
 
@@ -433,3 +443,254 @@ def delivery_pipeline(pipeline) -> tuple[Ack, ...]:
             ),
         ]
     return tuple(acks)
+
+
+# --- least privilege: every wildcard in every policy, reviewed -----------------------------------------------------
+
+# Every Allow statement with a "*" in an action or a resource, in every policy of every template (identity policies,
+# bucket, key, queue, topic, registry and X-Ray resource policies), must be explained by an entry below
+# (tests/infra/test_least_privilege.py). A statement's wildcards are named like cdk-nag's IAM5 findings:
+# ``Action::<action>``, ``Resource::<resource>`` (flattened), and ``Resource::* for <action>`` for an action on every
+# resource (in a key policy "*" is the key itself, so it is not one). Patterns are globs ("[*]" is a literal "*");
+# ``conditions`` are keys a statement must carry for the entry to explain it. An entry that explains nothing fails
+# the test too: the list stays what the templates hold.
+# Resource-level permissions per action: https://docs.aws.amazon.com/service-authorization/latest/reference/
+
+
+@dataclass(frozen=True)
+class Wildcard:
+    pattern: str
+    reason: str
+    conditions: tuple[str, ...] = ()
+
+
+_NO_RESOURCE_LEVEL = "has no resource-level permissions (the service authorization reference lists no resource type)"
+_OUR_PREFIX = "object keys under one prefix of this environment's bucket, set in settings"
+_CDK_PIPELINES = "CDK Pipelines' generated grant"
+
+WILDCARDS: tuple[Wildcard, ...] = (
+    # Actions that accept no resource but "*".
+    Wildcard(
+        "Resource::[*] for ecr:GetAuthorizationToken", f"ECR's login token is account-wide: it {_NO_RESOURCE_LEVEL}."
+    ),
+    Wildcard("Resource::[*] for ec2:Describe*", f"EC2's Describe calls: each {_NO_RESOURCE_LEVEL}."),
+    *(
+        Wildcard(f"Resource::[*] for xray:{a}", f"X-Ray tracing: xray:{a} {_NO_RESOURCE_LEVEL}.")
+        for a in ("PutTraceSegments", "PutTelemetryRecords", "GetSamplingRules", "GetSamplingTargets")
+    ),
+    Wildcard(
+        "Resource::[*] for cloudwatch:PutMetricData",
+        f"cloudwatch:PutMetricData {_NO_RESOURCE_LEVEL}; each statement names its namespaces by condition.",
+        conditions=("cloudwatch:namespace",),
+    ),
+    *(
+        Wildcard(
+            f"Resource::[*] for ec2:{a}",
+            "Lambda's network interfaces for a function in a VPC (the Lambda L2 grants what AWS's managed "
+            "AWSLambdaVPCAccessExecutionRole grants): Lambda creates them before the function exists to name them.",
+        )
+        for a in (
+            "CreateNetworkInterface",
+            "DeleteNetworkInterface",
+            "AssignPrivateIpAddresses",
+            "UnassignPrivateIpAddresses",
+        )
+    ),
+    Wildcard(
+        "Resource::[*] for cloudformation:DescribeStacks",
+        f"{_CDK_PIPELINES} for self-mutation: the CDK CLI reads its stacks (read-only).",
+    ),
+    Wildcard(
+        "Resource::[*] for s3:ListBucket",
+        f"{_CDK_PIPELINES} for self-mutation: the CDK CLI finds its bootstrap bucket (read-only, no object access).",
+    ),
+    # Action families of CDK's grants, on resources the grant names.
+    *(
+        Wildcard(
+            f"Action::{a}", f"CDK's read grant ({a}) on one bucket: the pipeline artifacts or the agent's code asset."
+        )
+        for a in ("s3:GetObject*", "s3:GetBucket*", "s3:List*")
+    ),
+    *(
+        Wildcard(
+            f"Action::{a}",
+            f"CDK's write grant ({a}) on one bucket: the pipeline's artifacts, or emptying a development bucket on "
+            "deletion (auto-delete objects).",
+        )
+        for a in ("s3:DeleteObject*", "s3:Abort*")
+    ),
+    *(
+        Wildcard(
+            f"Action::{a}", f"CDK's encrypt/decrypt grant ({a}) on one key, or a service's use of a key in its policy."
+        )
+        for a in ("kms:GenerateDataKey*", "kms:ReEncrypt*")
+    ),
+    *(
+        Wildcard(
+            f"Action::{a}",
+            f"CloudWatch Logs encrypts this account's log groups with the key ({a}), conditioned on the log group ARN.",
+            conditions=("kms:EncryptionContext:aws:logs:arn",),
+        )
+        for a in ("kms:Encrypt*", "kms:Decrypt*", "kms:Describe*")
+    ),
+    Wildcard(
+        "Action::kms:*",
+        "The default key policy: the key's own account administers it, and its IAM policies decide who may use it "
+        "(https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html).",
+    ),
+    # Object keys under our prefixes (the defaults of config/: a new prefix is a new wildcard to review).
+    *(
+        Wildcard(f"Resource::*/{prefix}", f"{_OUR_PREFIX}: {what}.")
+        for prefix, what in (
+            ("mlflow/[*]", "MLflow's artifact store (the MLflow client writes artifacts straight to S3)"),
+            ("clinical/raw/[*]", "the training dataset the pipeline reads"),
+            ("models/*/[*]", "the staged base weights the pipeline reads"),
+            ("pipeline/clinical-diagnosis-finetune/[*]", "the pipeline's outputs (adapter archives)"),
+            ("checkpoints/clinical-diagnosis-finetune/[*]", "the training checkpoints"),
+            ("pipeline/[*].tar.gz", "the adapter archives the endpoint serves"),
+            ("pipeline/clinical-diagnosis-finetune/[*]/FineTune/[*]", "the adapters registry readers may fetch"),
+            ("reports/[*]", "the diagnostic reports the agent writes (PutObject only)"),
+        )
+    ),
+    Wildcard(
+        "Resource::arn:*:s3:::jumpstart-private-cache-prod-*/*/inference-prepack/v*/[*]",
+        "The base weights: one model version's prepacked prefix in JumpStart's licence-gated bucket.",
+    ),
+    *(
+        Wildcard(
+            f"Resource::<AccessLogs8B620ECA.Arn>/{bucket}/[*]",
+            f"S3 server access logs of the {bucket} bucket, delivered by the logging service for that bucket only.",
+            conditions=("aws:SourceArn",),
+        )
+        for bucket in ("artifacts", "datasets", "reports")
+    ),
+    *(
+        Wildcard(
+            f"Resource::<{bucket}.Arn>/[*]",
+            "Every object of one bucket: CDK's auto-delete of a development bucket on stack deletion"
+            + (", and CDK Pipelines' own artifact bucket." if bucket.startswith("Artifacts") else "."),
+        )
+        for bucket in ("AccessLogs8B620ECA", "Artifacts82DD59A1", "Datasets0030EE04", "Reports65402A0A")
+    ),
+    # Resources named at run time, under names we or the services fix.
+    Wildcard(
+        "Resource::arn:*:sagemaker:*:*:model-package/clinical-diagnosis-llama/[*]",
+        "The versions of this environment's one model package group, created by the pipeline at run time.",
+    ),
+    *(
+        Wildcard(
+            f"Resource::arn:*:sagemaker:*:*:{kind}/pipelines-[*]",
+            f"SageMaker Pipelines names each {kind} 'pipelines-<execution>-<step>-...' at run time.",
+        )
+        for kind in ("processing-job", "training-job")
+    ),
+    *(
+        Wildcard(
+            f"Resource::arn:*:logs:*:*:log-group:/aws/sagemaker/{kind}:[*]",
+            f"The streams of SageMaker's {kind} log group, one per job, named at run time.",
+        )
+        for kind in ("ProcessingJobs", "TrainingJobs")
+    ),
+    Wildcard(
+        "Resource::arn:*:ec2:*:*:network-interface/[*]",
+        "Network interfaces of jobs and endpoints in the VPC, named when created; limited to the environment's VPC.",
+        conditions=("ec2:Vpc",),
+    ),
+    # The AgentCore Runtime L2's standard grants.
+    Wildcard(
+        "Resource::arn:*:logs:*:*:log-group:/aws/bedrock-agentcore/runtimes/[*]",
+        "The runtime's log groups, named after the runtime id, known only after creation.",
+    ),
+    Wildcard(
+        "Resource::arn:*:logs:*:*:log-group:/aws/bedrock-agentcore/runtimes/[*]:log-stream:[*]",
+        "The streams of the runtime's own log groups.",
+    ),
+    Wildcard(
+        "Resource::arn:*:logs:*:*:log-group:[*]",
+        "logs:DescribeLogGroups is a list action IAM scopes only to the account's log groups.",
+    ),
+    Wildcard(
+        "Resource::arn:*:bedrock-agentcore:*:*:workload-identity-directory/default/workload-identity/[*]",
+        "Workload access tokens of the account's default identity directory, for the runtime's own identity.",
+    ),
+    Wildcard(
+        "Resource::arn:*:s3:::cdk-hnb659fds-assets-*/[*]",
+        "Read of the agent's code package in the CDK bootstrap assets bucket; its key is a content hash.",
+    ),
+    # CDK Pipelines and CodeBuild in the tooling account.
+    Wildcard(
+        "Resource::arn:*:codebuild:*:*:report-group/<*>-[*]",
+        "CodeBuild's grant for the report groups named after the project.",
+    ),
+    Wildcard(
+        "Resource::arn:*:logs:*:*:log-group:/aws/codebuild/<*>:[*]",
+        "CodeBuild's grant for the default log group named after the project.",
+    ),
+    Wildcard(
+        "Resource::arn:*:codebuild:*:*:report-group/[*]",
+        f"{_CDK_PIPELINES}: the shared asset-publishing roles' report groups (one project per asset kind).",
+    ),
+    Wildcard(
+        "Resource::arn:*:logs:*:*:log-group:/aws/codebuild/[*]",
+        f"{_CDK_PIPELINES}: the shared asset-publishing roles' default log groups (one project per asset kind).",
+    ),
+    Wildcard(
+        "Resource::arn:*:iam::*:role/[*]",
+        f"{_CDK_PIPELINES}: self-mutation assumes only the tooling account's CDK bootstrap roles (tag condition).",
+        conditions=("iam:ResourceTag/aws-cdk:bootstrap-role",),
+    ),
+)
+
+
+def policy_documents(value) -> list[dict]:
+    """Every policy document in a resource's properties: objects with a ``Statement``, and documents written as JSON
+    text (plain, or joined around references, as the X-Ray resource policy is)."""
+    if isinstance(value, list):
+        return [d for v in value for d in policy_documents(v)]
+    if isinstance(value, dict) and "Statement" in value:
+        return [value]
+    if isinstance(value, dict) and "Fn::Join" in value:  # text around references: keep the text, name the references
+        delimiter, parts = value["Fn::Join"]
+        value = delimiter.join(p if isinstance(p, str) else _flatten(p) for p in parts)
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            document = json.loads(value)
+        except json.JSONDecodeError:
+            return []
+        return [document] if isinstance(document, dict) and "Statement" in document else []
+    return [d for v in value.values() for d in policy_documents(v)] if isinstance(value, dict) else []
+
+
+def statement_wildcards(resource_type: str, statement: dict) -> list[str]:
+    """The wildcards an Allow statement grants, named as ``WILDCARDS`` patterns match them."""
+    if statement.get("Effect") != "Allow":
+        return []  # a Deny narrows
+    actions = _as_list(statement.get("Action"))
+    found = [f"Action::{a}" for a in actions if "*" in a]
+    found += [f"{k}::{json.dumps(statement[k])}" for k in ("NotAction", "NotResource") if k in statement]
+    for resource in map(_flatten, _as_list(statement.get("Resource"))):
+        if resource == "*":
+            found += [] if resource_type == "AWS::KMS::Key" else [f"Resource::* for {a}" for a in actions]
+        elif "*" in resource:
+            found.append(f"Resource::{resource}")
+    return found
+
+
+def review_wildcards(templates: dict[str, dict]) -> tuple[list[str], list[Wildcard]]:
+    """(the wildcards no entry explains, as 'template/resource: wildcard'; the entries that explain none)."""
+    unexplained, used = [], set()
+    for name, template in templates.items():
+        for logical_id, resource in template.get("Resources", {}).items():
+            for document in policy_documents(resource.get("Properties", {})):
+                for statement in _as_list(document.get("Statement")):
+                    keys = {k for block in (statement.get("Condition") or {}).values() for k in block}
+                    for finding in statement_wildcards(resource["Type"], statement):
+                        matches = [
+                            w
+                            for w in WILDCARDS
+                            if fnmatch.fnmatchcase(finding, w.pattern) and set(w.conditions) <= keys
+                        ]
+                        used.update(matches)
+                        if not matches:
+                            unexplained.append(f"{name}/{logical_id}: {finding}")
+    return sorted(set(unexplained)), [w for w in WILDCARDS if w not in used]

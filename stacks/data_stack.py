@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks import compliance
 from stacks.constructs.log_group import allow_log_groups
+from stacks.constructs.removal import removal_policy
 from stacks.constructs.secure_bucket import access_log_bucket, secure_bucket
 from stacks.settings import EnvironmentSettings
 
@@ -25,7 +26,7 @@ class DataStack(Stack):
             alias=f"alias/clinical-agent/{settings.name}",
             description=f"Clinical agent data key ({settings.name})",
             enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if settings.destroy else RemovalPolicy.RETAIN,
+            removal_policy=removal_policy(settings.destroy),
             pending_window=Duration.days(30),
         )
         allow_log_groups(self.key)  # this environment's log groups are encrypted with it

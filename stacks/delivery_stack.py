@@ -14,14 +14,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import CfnOutput, DefaultStackSynthesizer, Duration, Environment, RemovalPolicy, Stack, Tags, pipelines
+from aws_cdk import CfnOutput, DefaultStackSynthesizer, Duration, Environment, Stack, Tags, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from stacks import compliance
+from stacks.constructs.asset_roles import scope_asset_build_grants
 from stacks.constructs.log_group import allow_log_groups, encrypted_log_group
+from stacks.constructs.removal import removal_policy
 from stacks.constructs.secure_bucket import access_log_bucket, secure_bucket
 from stacks.settings import DeliverySettings, EnvironmentSettings
 from stacks.stage import ClinicalAgentStage
@@ -116,7 +118,7 @@ class DeliveryStack(Stack):
             alias="alias/clinical-agent/delivery",
             description="Clinical agent delivery pipeline: artifacts and build logs",
             enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=removal_policy(destroy=False),
         )
         allow_log_groups(self.key)
         access_logs = access_log_bucket(
@@ -162,6 +164,8 @@ class DeliveryStack(Stack):
             enable_key_rotation=True,
             cli_version=CDK_CLI_VERSION,
             publish_assets_in_parallel=False,
+            # The training image is built FROM a PyTorch DLC in AWS's ECR account: asset publishing logs in to it.
+            asset_publishing_code_build_defaults=self._base_image_login(environments),
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0),
                 partial_build_spec=RUNTIMES,
@@ -183,10 +187,55 @@ class DeliveryStack(Stack):
                 post=[self._health(stage)] if settings.smoke_checks else None,
             )
         self.pipeline.build_pipeline()
+        scope_asset_build_grants(self.pipeline)  # codebuild:* on '*' -> the asset projects
+        # CDK grants codestar-connections:UseConnection only; an arn:...:codeconnections: connection is authorized
+        # under its own service prefix (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
+        source_actions = self.pipeline.pipeline.node.find_child("Source").node.children
+        roles = [c for action in source_actions for c in action.node.children if isinstance(c, iam.Role)]
+        if len(roles) != 1:
+            raise TypeError(f"delivery pipeline: expected one source action role, found {len(roles)}")
+        role = roles[0]
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["codeconnections:UseConnection"], resources=[settings.connection_arn])
+        )
         compliance.acknowledge(self.pipeline, *compliance.DELIVERY, *compliance.delivery_pipeline(self.pipeline))
         # Environments in another region: CodePipeline's support stack there holds a replication bucket.
         for support in self.pipeline.pipeline.cross_region_support.values():
             compliance.acknowledge(support.replication_bucket, *compliance.DELIVERY_REPLICATION_BUCKET)
+
+    @staticmethod
+    def _base_image_login(environments: list[EnvironmentSettings]) -> pipelines.CodeBuildOptions:
+        """Docker login to the registries of the environments' training base images, and pull rights on them."""
+        registries, repositories = set(), set()
+        for env in environments:
+            registry, path = env.training.base_image.split("/", 1)
+            account, region = registry.split(".")[0], registry.split(".")[3]
+            partition = "aws-cn" if registry.endswith(".cn") else "aws"  # literals: the buildspec takes no tokens
+            registries.add((region, registry))
+            repositories.add(f"arn:{partition}:ecr:{region}:{account}:repository/{path.split('@')[0].split(':')[0]}")
+        return pipelines.CodeBuildOptions(
+            partial_build_spec=codebuild.BuildSpec.from_object(
+                {
+                    "phases": {
+                        "pre_build": {
+                            # Only the image projects run a Docker daemon (the same defaults go to the file projects).
+                            "commands": [
+                                f"if docker info >/dev/null 2>&1; then aws ecr get-login-password --region {region} | "
+                                f"docker login --username AWS --password-stdin {registry}; fi"
+                                for region, registry in sorted(registries)
+                            ]
+                        }
+                    }
+                }
+            ),
+            role_policy=[
+                iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+                iam.PolicyStatement(
+                    actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                    resources=sorted(repositories),
+                ),
+            ],
+        )
 
     def _assume(self, env: EnvironmentSettings) -> iam.PolicyStatement:
         lookup = bootstrap_role_arn("lookup", env, self.partition)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -24,6 +24,7 @@ from stacks.constructs.adapter_component import adapter_component
 from stacks.constructs.endpoint_role import endpoint_execution_role
 from stacks.constructs.log_group import encrypted_log_group
 from stacks.constructs.model_component import ModelComponent
+from stacks.constructs.removal import removal_policy
 from stacks.constructs.scale_to_zero import no_capacity_metric
 from stacks.constructs.sglang_image import SglangImage
 from stacks.network_stack import NetworkStack
@@ -85,7 +86,15 @@ class InferenceStack(Stack):
             "ExecutionRole",
             bucket=artifacts_bucket,
             key=key,
-            weight_prefixes=[m.artifact_prefix for m in inf.models],
+            weights=[
+                (
+                    f"arn:{self.partition}:s3:::{m.weights_bucket(self.region, artifacts_bucket.bucket_name)}",
+                    m.weights_prefix,
+                )
+                if m.accept_eula
+                else (artifacts_bucket.bucket_arn, m.weights_prefix)
+                for m in inf.models
+            ],
             archive_patterns=[f"{inf.adapter_artifact_prefix}*.tar.gz"] + [a.artifact_key for a in inf.adapters],
             log_groups=log_groups,
             vpc=network.vpc if network else None,
@@ -112,6 +121,7 @@ class InferenceStack(Stack):
                     variant_name=VARIANT,  # no ModelName: the models come with the inference components
                     instance_type=inf.instance_type,
                     initial_instance_count=inf.initial_instance_count,
+                    inference_ami_version=inf.inference_ami_version,  # the driver the SGLang image's CUDA needs
                     managed_instance_scaling=sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
                         status="ENABLED",
                         min_instance_count=inf.min_instance_count,
@@ -138,7 +148,7 @@ class InferenceStack(Stack):
                 endpoint_name=endpoint.attr_endpoint_name,
                 variant_name=VARIANT,
                 image_uri=image_uri,
-                weights_uri=artifacts_bucket.s3_url_for_object(m.artifact_prefix),
+                weights_uri=m.weights_uri(self.region, artifacts_bucket.bucket_name),
                 role_arn=self.role.role_arn,
                 network_isolation=inf.network_isolation,
                 startup_timeout_seconds=inf.startup_timeout_seconds,
@@ -200,7 +210,7 @@ class InferenceStack(Stack):
             "AlarmKey",
             description=f"Clinical agent inference alarms ({settings.name})",
             enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if settings.destroy else RemovalPolicy.RETAIN,
+            removal_policy=removal_policy(settings.destroy),
         )
         key.add_to_resource_policy(
             iam.PolicyStatement(

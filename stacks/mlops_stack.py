@@ -20,7 +20,7 @@ from constructs import Construct
 from stacks import compliance
 from stacks.constructs.approval_automation import ApprovalAutomation
 from stacks.constructs.mlflow import Mlflow
-from stacks.constructs.model_registry import ModelRegistry, model_card_content
+from stacks.constructs.model_registry import ModelRegistry, model_card_content, package_model_card
 from stacks.constructs.training_pipeline import TrainingPipeline
 from stacks.network_stack import NetworkStack
 from stacks.settings import EnvironmentSettings
@@ -71,7 +71,7 @@ class MlopsStack(Stack):
             epochs=tr.epochs,
             learning_rate=tr.learning_rate,
             accuracy_threshold=tr.accuracy_threshold,
-            training_image=tr.training_image,
+            base_image=tr.base_image,  # the training image is built FROM it (containers/training)
         )
         self.registry = ModelRegistry(
             self,
@@ -89,9 +89,6 @@ class MlopsStack(Stack):
         self.model_package_group_name = reg.model_package_group
         self.model_package_group_arn = self.registry.group_arn
 
-        base_model_prefix = next(
-            m.artifact_prefix for m in settings.inference.models if m.name == settings.approved_adapter_base
-        )
         training_pipeline = TrainingPipeline(
             self,
             "Pipeline",
@@ -100,14 +97,15 @@ class MlopsStack(Stack):
             datasets_bucket=datasets_bucket,
             dataset_prefix=tr.dataset_prefix,
             artifacts_bucket=artifacts_bucket,
-            base_model_prefix=base_model_prefix,
+            base_weights_prefix=tr.base_weights_prefix,
             output_prefix=settings.inference.adapter_artifact_prefix,
             checkpoint_prefix=tr.checkpoint_prefix,
             key=key,
             registry=self.registry,
             mlflow=self.mlflow,
             mlflow_experiment=ml.experiment,
-            model_card_content=card,
+            model_card_content=package_model_card(card),
+            vpc_id=network.vpc.vpc_id if network else None,
             subnet_ids=network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids
             if network
             else None,
@@ -121,7 +119,8 @@ class MlopsStack(Stack):
                 f"Resource::*/{p}/[*]"
                 for p in (
                     tr.dataset_prefix.strip("/"),
-                    base_model_prefix.strip("/"),
+                    tr.base_weights_prefix.strip("/"),
+                    ml.artifact_prefix.strip("/"),
                     training_pipeline.output_prefix,
                     training_pipeline.checkpoint_prefix,
                 )
@@ -131,7 +130,7 @@ class MlopsStack(Stack):
             group_versions,
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
-            "Action::sagemaker-mlflow:[*]",
+            "Resource::arn:*:ec2:*:network-interface/[*]",
             "Resource::[*]",
         )
         self.pipeline_name = tr.pipeline_name

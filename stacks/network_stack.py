@@ -30,7 +30,7 @@ class NetworkStack(Stack):
 
     def __init__(self, scope: Construct, id: str, *, settings: EnvironmentSettings, key: kms.IKey, **kwargs) -> None:
         net = settings.network
-        self._max_azs = net.max_azs
+        self._zone_ids = net.availability_zone_ids
         super().__init__(scope, id, **kwargs)
         self.vpc = ec2.Vpc(
             self,
@@ -43,7 +43,14 @@ class NetworkStack(Stack):
             ],
             restrict_default_security_group=True,
         )
-        compliance.acknowledge(self.vpc, *compliance.AVAILABILITY_ZONES)
+        # Zone names map to different physical zones in each account; AgentCore documents zone IDs. Each subnet is
+        # placed by AvailabilityZoneId (no synth-time lookup of the account's zone names).
+        for subnet in self.vpc.isolated_subnets:
+            cfn = subnet.node.default_child
+            if not isinstance(cfn, ec2.CfnSubnet):
+                raise TypeError(f"subnet {subnet.node.path}: expected a CfnSubnet as its default child")
+            cfn.add_property_deletion_override("AvailabilityZone")
+            cfn.add_property_override("AvailabilityZoneId", subnet.availability_zone)
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         provider = self.node.find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
         compliance.acknowledge(provider, *compliance.RESTRICT_DEFAULT_SG_PROVIDER)
@@ -60,7 +67,12 @@ class NetworkStack(Stack):
             self.vpc.add_gateway_endpoint(name, service=gateway, subnets=[self.subnets])
         endpoint_sg = self._security_group("EndpointsSg", "HTTPS to the VPC interface endpoints")
         endpoint_sg.add_ingress_rule(ec2.Peer.ipv4(net.cidr), ec2.Port.tcp(443), "AWS APIs from the VPC")
-        for name, service in INTERFACE_ENDPOINTS.items():
+        endpoints = dict(INTERFACE_ENDPOINTS)
+        if settings.mlflow.kind == "tracking_server":
+            # aws.sagemaker.<region>.experiments serves MLflow tracking servers (an MLflow App has no PrivateLink
+            # service): https://docs.aws.amazon.com/sagemaker/latest/dg/mlflow-private-link-policy.html
+            endpoints["MlflowTracking"] = ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_EXPERIMENTS
+        for name, service in endpoints.items():
             self.vpc.add_interface_endpoint(
                 name,
                 service=service,
@@ -79,8 +91,9 @@ class NetworkStack(Stack):
 
     @property
     def availability_zones(self) -> list[str]:
-        """Named from settings, so synth never looks them up in the account."""
-        return [f"{self.region}{z}" for z in "abc"[: self._max_azs]]
+        """The zone IDs from settings stand in for zone names (each subnet gets AvailabilityZoneId above), so synth
+        never looks zones up in the account."""
+        return list(self._zone_ids)
 
     def _security_group(self, id: str, description: str) -> ec2.SecurityGroup:
         # Egress is open but the subnets have no route out: traffic reaches only the VPC and its endpoints.

@@ -1,7 +1,8 @@
 """One Stage per environment: `cdk deploy 'Dev/*'` deploys one environment.
 
 Data flows one way: settings → this stage → component stacks → constructs. Each component
-stack receives the settings and the resources it uses as keyword arguments.
+stack receives the settings and the resources it uses as keyword arguments. The environment's tier
+decides what survives its stacks: every stateful resource is retained outside development.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from constructs import Construct
 
 from stacks import compliance
 from stacks.agent_stack import AgentStack
+from stacks.constructs.removal import apply_removal_policies
 from stacks.data_stack import DataStack
 from stacks.inference_stack import InferenceStack
 from stacks.mlops_stack import MlopsStack
@@ -27,6 +29,8 @@ class ClinicalAgentStage(Stage):
         for k, v in sorted(settings.tags.items()):
             Tags.of(self).add(k, v)
         compliance.acknowledge(self, *compliance.STAGE_WIDE)
+        # The tier decides: every stateful resource is retained outside development (stacks/constructs/removal.py).
+        apply_removal_policies(self, destroy=settings.destroy)
 
         def describe(component: str) -> str:
             return f"Clinical agent {component} ({settings.name})"
@@ -68,8 +72,8 @@ class ClinicalAgentStage(Stage):
             reports_bucket=self.data.reports_bucket,
             endpoint_name=self.inference.endpoint_name,
             inference_component=settings.agent_model,
-            mlflow_arn=self.mlops.mlflow_arn,
             mlflow_tracking_uri=self.mlops.mlflow_tracking_uri,
+            grant_mlflow=self.mlops.mlflow.grant_use,
             vpc=self.network.vpc if self.network else None,
             subnets=self.network.subnets if self.network else None,
             security_group=self.network.agent_sg if self.network else None,

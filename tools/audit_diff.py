@@ -2,6 +2,7 @@
 
     make diff ENV=prod                       # show what would change
     make diff ENV=prod FAIL_ON=destructive   # exit non-zero on replacements or deletions
+    make diff ENV=prod FAIL_ON=broadening    # ... on changes that broaden security permissions
 
 The baseline is the reviewed template in baselines/<Stage>/ (refreshed with `make snapshot`).
 Runs `cdk diff --template <baseline>` per stack of the environment; no AWS credentials needed.
@@ -20,13 +21,15 @@ from tools.assembly import stacks
 from tools.baselines import BASELINE_DIR, baseline_path
 
 CDK = str(Path("node_modules/.bin/cdk"))
+# What the pinned CLI's `cdk diff --fail-on` accepts (tests/infra/test_audit_diff.py checks it against the CLI).
+FAIL_ON = ("never", "any-change", "broadening", "destructive")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True)
-    parser.add_argument("--fail-on", choices=["any-change", "destructive", "security-change"])
-    args = parser.parse_args()
+    parser.add_argument("--fail-on", choices=FAIL_ON)
+    args = parser.parse_args(argv)
     stage = load_environment(args.env).stage_id  # validates the name and the config
 
     with tempfile.TemporaryDirectory() as outdir:

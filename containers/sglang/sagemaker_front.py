@@ -9,13 +9,20 @@ SageMaker's inference-component contract, built on ``model-hosting-container-sta
 - ``POST /adapters {"name", "src"}``: load the LoRA adapter in directory ``src`` (where SageMaker
   extracted the adapter component's ArtifactUrl) into the engine; ``DELETE /adapters/{name}``: unload.
 
-Errors: 400 bad JSON or a source that is not a LoRA adapter directory (``s3://`` and ``.tar.gz``
-sources are refused: SageMaker hands the container an extracted directory); 404 unknown adapter;
-409 an adapter of that name is already loaded; 503 engine not ready; the engine's own 4xx passed on.
-A failed load leaves nothing registered. Prompts and bodies are never logged.
+Errors: 400 bad JSON, an adapter name that is not one (letters, digits, ``.``, ``_``, ``-``, at most 63),
+or a source that is not a LoRA adapter directory (``s3://`` and ``.tar.gz`` sources are refused:
+SageMaker hands the container an extracted directory); 404 unknown adapter or adapter source not
+found; 409 an adapter of that name is already loaded; 413/431 a body or headers over the limits;
+503 engine not ready; the engine's own status passed on, also when a stream fails before its first
+event (SGLang then answers 200 with an in-band error). A client that disconnects, streaming or not,
+closes its engine connection, which makes SGLang abort the request. A failed load leaves nothing
+registered. Prompts and bodies are never logged.
 
     python sagemaker_front.py --engine-url http://127.0.0.1:30000 --served-model-name /opt/ml/model \\
         [--host 0.0.0.0] [--port 8080] [--adapter NAME ...]
+
+Environment: ``SM_FRONT_MAX_BODY_BYTES`` (default 6 MiB, SageMaker's own limit for a real-time
+invocation's payload) and ``SM_FRONT_MAX_HEADER_BYTES`` (default 16 KiB).
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
 import model_hosting_container_standards.sagemaker as sagemaker_standards
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from model_hosting_container_standards.common.handler import handler_registry
 from model_hosting_container_standards.sagemaker.lora import (
     LoRAHandlerType,
@@ -44,6 +52,12 @@ from sglang_config import load_manifest
 log = logging.getLogger("sagemaker_front")
 ADAPTER_HEADER = SageMakerLoRAApiHeader.ADAPTER_IDENTIFIER
 ADAPTER_CONFIG = "adapter_config.json"
+# Adapter names: SageMaker's inference component names (which the platform uses as adapter names) plus "_" and
+# ".", and never SGLang's "<base>:<adapter>" separator or a path separator.
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+# https://docs.aws.amazon.com/sagemaker/latest/dg/regions-quotas.html: real-time payloads are at most 6 MB.
+MAX_BODY_BYTES = int(os.environ.get("SM_FRONT_MAX_BODY_BYTES", 6 * 1024 * 1024))
+MAX_HEADER_BYTES = int(os.environ.get("SM_FRONT_MAX_HEADER_BYTES", 16 * 1024))
 
 
 class EngineError(Exception):
@@ -100,19 +114,18 @@ class Engine:
             await self.session.close()
 
     async def forward(self, request: Request) -> Response:
-        """Send the invocation to the engine as it came; its answer is relayed as it arrives."""
-        return await self.send(await request.body(), request.headers.get("content-type"))
+        """The invocation as it came, sent to the engine when the response is served (see Proxied)."""
+        return Proxied(self, await request.body(), request.headers.get("content-type"))
 
-    async def send(self, body: bytes, content_type: str | None) -> Relayed:
+    async def post(self, body: bytes, content_type: str | None) -> aiohttp.ClientResponse:
         try:
-            upstream = await self._session().post(
+            return await self._session().post(
                 self.routes["invocations"], data=body, headers={"content-type": content_type or "application/json"}
             )
         except TimeoutError:
             raise HTTPException(504, "the engine did not answer in time") from None
         except aiohttp.ClientError:
             raise HTTPException(503, "the engine is not ready") from None
-        return Relayed(upstream)
 
     async def call(self, route: str, payload: dict) -> None:
         """POST ``payload`` to an engine route; raises EngineError, or HTTPException 503/504."""
@@ -134,28 +147,108 @@ class Engine:
             return False
 
 
-class Relayed(Response):
-    """The engine's answer as an ASGI response: bytes untouched, an SSE stream chunk by chunk."""
+async def _reply(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, upstream: aiohttp.ClientResponse):
-        self.upstream, self.status_code, self.background = upstream, upstream.status, None
-        self.media_type: str = upstream.headers.get("content-type") or "application/json"
-        self.raw_headers = [(b"content-type", self.media_type.encode("latin-1"))]
+
+async def _client_gone(receive) -> None:
+    """Returns when the client disconnects (its body has been read: the next message is the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _stream_error(first_event: bytes) -> tuple[int, bytes] | None:
+    """The status and body of an error that an SSE stream opens with (SGLang's in-band
+    ``data: {"error": {..., "code": 503}}``), or None when the stream starts normally."""
+    line = first_event.strip()
+    if not line.startswith(b"data:"):
+        return None
+    try:
+        data = json.loads(line[5:])
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        error = data if isinstance(data, dict) and data.get("object") == "error" else None
+    if error is None:
+        return None
+    code = error.get("code")
+    return (code if isinstance(code, int) and 400 <= code <= 599 else 502), json.dumps(error).encode()
+
+
+class Proxied(Response):
+    """One invocation as an ASGI response: posted to the engine when served, its answer relayed as it arrives
+    (bytes untouched, an SSE stream chunk by chunk). If the client disconnects first, the engine connection is
+    closed, which makes SGLang abort the request: nothing keeps generating for nobody. A stream whose first
+    event is an error gets that error's status instead of 200."""
+
+    def __init__(self, engine: Engine, body: bytes, content_type: str | None):
+        self.engine, self.payload, self.content_type = engine, body, content_type
+        self.status_code, self.background, self.raw_headers = 200, None, []
 
     async def __call__(self, scope, receive, send) -> None:
+        exchange, abandoned = asyncio.current_task(), False
+
+        async def watch() -> None:  # one task beside the exchange: the cheapest way to notice a departure
+            nonlocal abandoned
+            await _client_gone(receive)
+            abandoned = True
+            if exchange is not None:
+                exchange.cancel()
+
+        watcher = asyncio.ensure_future(watch())
         try:
-            if not self.media_type.startswith("text/event-stream"):
-                body = await self.upstream.read()
-                headers = [*self.raw_headers, (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async for chunk in self.upstream.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await self._exchange(send)
+        except asyncio.CancelledError:
+            if not abandoned or exchange is None:
+                raise
+            exchange.uncancel()  # the client left: the engine request went with it; nothing more to do
         finally:
-            self.upstream.release()
+            watcher.cancel()
+
+    async def _exchange(self, send) -> None:
+        upstream, relayed = None, False
+        try:
+            upstream = await self.engine.post(self.payload, self.content_type)
+            media_type = upstream.headers.get("content-type") or "application/json"
+            if media_type.startswith("text/event-stream"):
+                await self._relay_stream(upstream, media_type, send)
+            else:
+                body = await upstream.read()
+                headers = [
+                    (b"content-type", media_type.encode("latin-1")),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+            relayed = True
+        except HTTPException as e:
+            await _reply(send, e.status_code, e.detail)
+        finally:
+            if upstream is not None:  # back to the pool when whole; closed (the engine aborts) when abandoned
+                upstream.release() if relayed else upstream.close()
+
+    @staticmethod
+    async def _relay_stream(upstream: aiohttp.ClientResponse, media_type: str, send) -> None:
+        try:
+            first = await upstream.content.readuntil(b"\n\n")
+        except ValueError:  # no event boundary within the reader's limit: not SSE after all, relay as is
+            first = b""
+        if upstream.status == 200 and (error := _stream_error(first)):
+            status, body = error
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        headers = [(b"content-type", media_type.encode("latin-1"))]
+        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for chunk in upstream.content.iter_any():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
 
 class FastInvocations:
@@ -163,7 +256,8 @@ class FastInvocations:
 
     The same behaviour as the route, at about half the front's CPU per request (bench/front.py): no
     routing, request objects or middleware stack on the hot path. Requests with an adapter header,
-    and everything else, go to the FastAPI app and the library's handlers.
+    and everything else, go to the FastAPI app and the library's handlers. Used only when nothing of the
+    customer's would apply to the route: no custom invocation handler, no middleware (create_app).
     """
 
     def __init__(self, app: FastAPI, engine: Engine):
@@ -186,12 +280,43 @@ class FastInvocations:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
-        try:
-            relayed = await self.engine.send(b"".join(chunks), content_type)
-        except HTTPException as e:
-            await JSONResponse({"detail": e.detail}, status_code=e.status_code)(scope, receive, send)
-        else:
-            await relayed(scope, receive, send)
+        await Proxied(self.engine, b"".join(chunks), content_type)(scope, receive, send)
+
+
+class Limits:
+    """ASGI: request headers and body within bounds (431, 413 naming the limit), the body read whole before the
+    app runs (then handed to it in one message)."""
+
+    def __init__(self, app, *, max_body: int = MAX_BODY_BYTES, max_headers: int = MAX_HEADER_BYTES):
+        self.app, self.max_body, self.max_headers = app, max_body, max_headers
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+        if size > self.max_headers:
+            return await _reply(send, 431, f"the request headers take {size} bytes; at most {self.max_headers}")
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
+        if not declared.isdigit():
+            return await _reply(send, 400, "Content-Length is not a number")
+        if int(declared) > self.max_body:
+            return await _reply(send, 413, f"the request body has {int(declared)} bytes; at most {self.max_body}")
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return await _reply(send, 413, f"the request body exceeds {self.max_body} bytes")
+            more = message.get("more_body", False)
+        whole: list[dict] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, send)
 
 
 def _engine(request: Request) -> Engine:
@@ -212,8 +337,23 @@ def _engine_error(raw: bytes) -> str:
     return str(body)[:500]
 
 
+def checked_adapter_name(name: str) -> str:
+    """``name`` if it can name an adapter; else 400 before anything reaches the engine."""
+    if not isinstance(name, str) or not ADAPTER_NAME.fullmatch(name):
+        raise HTTPException(
+            400,
+            f"adapter name {str(name)[:80]!r} is not valid: 1 to 63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+    return name
+
+
 def adapter_directory(src: str) -> Path:
-    """The directory holding adapter_config.json: ``src`` itself or its only subdirectory."""
+    """The directory holding adapter_config.json: ``src`` itself or its only subdirectory.
+
+    A source that does not exist is 404, as model-hosting-container-standards asks of handlers ("404 for
+    adapter not found", sagemaker/lora/FACTORY_USAGE.md) and vLLM's SageMaker tests expect; a source that
+    exists but is no adapter is 400."""
     if src.startswith("s3://") or src.endswith((".tar.gz", ".tgz")):
         raise HTTPException(
             400,
@@ -221,8 +361,10 @@ def adapter_directory(src: str) -> Path:
             "adapter component's ArtifactUrl); s3:// and .tar.gz sources are not supported",
         )
     root = Path(src)
+    if not root.exists():
+        raise HTTPException(404, f"adapter source {src} not found")
     if not root.is_dir():
-        raise HTTPException(400, f"adapter source {src} does not exist or is not a directory")
+        raise HTTPException(400, f"adapter source {src} is not a directory")
     if (root / ADAPTER_CONFIG).is_file():
         return root
     subdirs = [p for p in root.iterdir() if p.is_dir()]
@@ -242,7 +384,7 @@ async def invocations(request: Request) -> Response:
     adapter = request.headers.get(ADAPTER_HEADER)
     if adapter is None:
         return await engine.forward(request)  # the body goes through untouched
-    if adapter not in engine.adapters:
+    if checked_adapter_name(adapter) not in engine.adapters:
         raise HTTPException(404, f"adapter {adapter} is not loaded")
     try:
         body = await request.json()  # cached: the transform below reads it again for free
@@ -258,7 +400,7 @@ async def invocations(request: Request) -> Response:
 )
 async def load_adapter(request: SimpleNamespace, raw_request: Request) -> Response:
     engine = _engine(raw_request)
-    name = request.lora_name
+    name = checked_adapter_name(request.lora_name)
     path = adapter_directory(request.lora_path)
     async with engine.lock:
         if name in engine.adapters:
@@ -284,7 +426,7 @@ async def load_adapter(request: SimpleNamespace, raw_request: Request) -> Respon
 @sagemaker_standards.register_unload_adapter_handler(request_shape={"lora_name": "path_params.adapter_name"})
 async def unload_adapter(request: SimpleNamespace, raw_request: Request) -> Response:
     engine = _engine(raw_request)
-    name = request.lora_name
+    name = checked_adapter_name(request.lora_name)
     async with engine.lock:
         if name not in engine.adapters:
             raise HTTPException(404, f"adapter {name} is not loaded")
@@ -299,8 +441,9 @@ async def unload_adapter(request: SimpleNamespace, raw_request: Request) -> Resp
     return Response(status_code=200)
 
 
-def create_app(engine: Engine):
-    """The front as an ASGI app: FastAPI with the library's routes, behind the invocation fast path."""
+def create_app(engine: Engine, *, max_body: int = MAX_BODY_BYTES, max_headers: int = MAX_HEADER_BYTES):
+    """The front as an ASGI app: FastAPI with the library's routes, behind the invocation fast path, behind the
+    request limits."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -319,9 +462,10 @@ def create_app(engine: Engine):
     app.add_api_route("/ping", ping, methods=["GET"])
     app.add_api_route("/invocations", invocations, methods=["POST"])
     sagemaker_standards.bootstrap(app)
-    if handler_registry.get_handler("invoke") is not None:  # a customer's invocation handler: theirs alone
-        return app
-    return FastInvocations(app, engine)
+    # A customer's invocation handler or middleware (model-hosting-container-standards loads them from
+    # CUSTOM_FASTAPI_* variables, decorators or the model's script) applies to every route: no fast path then.
+    customized = handler_registry.get_handler("invoke") is not None or app.user_middleware
+    return Limits(app if customized else FastInvocations(app, engine), max_body=max_body, max_headers=max_headers)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -30,6 +30,7 @@ from constructs import Construct
 from stacks.constructs.log_group import encrypted_log_group
 from stacks.constructs.model_registry import ModelRegistry
 from stacks.constructs.python_bundle import python_function_code
+from stacks.constructs.removal import removal_policy
 
 FUNCTION_DIR = Path(__file__).resolve().parents[2] / "lambda" / "deploy_adapter"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -57,7 +58,7 @@ class ApprovalAutomation(Construct):
         alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, id)
-        removal = RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN
+        removal = removal_policy(destroy)
 
         self.table = dynamodb.TableV2(
             self,

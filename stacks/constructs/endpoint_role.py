@@ -1,6 +1,7 @@
 """The endpoint's execution role: what SageMaker may do on the endpoint's behalf, and nothing else.
 
-Read the weights and adapter archives under their prefixes, decrypt them (through S3 only), pull
+Read the weights (in the artifacts bucket or JumpStart's gated bucket) and adapter archives under their
+prefixes, decrypt ours (through S3 only), pull
 the image (granted by the image itself), write the endpoint's and components' logs, publish
 SageMaker metrics, and, in a VPC, manage the endpoint's network interfaces.
 """
@@ -42,7 +43,7 @@ def endpoint_execution_role(
     *,
     bucket: s3.IBucket,
     key: kms.IKey,
-    weight_prefixes: Sequence[str],
+    weights: Sequence[tuple[str, str]],
     archive_patterns: Sequence[str],
     log_groups: Sequence[logs.ILogGroup],
     vpc: ec2.IVpc | None = None,
@@ -62,13 +63,15 @@ def endpoint_execution_role(
     def allow(actions: list[str], resources: list[str], conditions: dict | None = None) -> None:
         role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
 
-    # Weights are downloaded by prefix (list + get); adapter archives by key or key pattern.
-    objects = [bucket.arn_for_objects(f"{p}*") for p in weight_prefixes] + [
-        bucket.arn_for_objects(k) for k in archive_patterns
-    ]
+    # Weights are downloaded by prefix (list + get) from (bucket ARN, prefix); adapter archives by key or key pattern.
+    objects = [f"{b}/{p}*" for b, p in weights] + [bucket.arn_for_objects(k) for k in archive_patterns]
     allow(["s3:GetObject"], objects)
     wildcards = [o for o in objects if "*" in o] + ["*"]
-    allow(["s3:ListBucket"], [bucket.bucket_arn], {"StringLike": {"s3:prefix": [f"{p}*" for p in weight_prefixes]}})
+    prefixes: dict[str, list[str]] = {}
+    for bucket_arn, p in weights:
+        prefixes.setdefault(bucket_arn, []).append(f"{p}*")
+    for bucket_arn, listed in prefixes.items():
+        allow(["s3:ListBucket"], [bucket_arn], {"StringLike": {"s3:prefix": listed}})
     allow(["kms:Decrypt"], [key.key_arn], {"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}})
     allow(
         ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],

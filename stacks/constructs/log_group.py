@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from stacks.constructs.removal import removal_policy
 
 
 def encrypted_log_group(
@@ -17,7 +19,7 @@ def encrypted_log_group(
         id,
         log_group_name=name,
         encryption_key=key,
-        removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
+        removal_policy=removal_policy(destroy),
     )
     cfn = group.node.default_child
     if not isinstance(cfn, logs.CfnLogGroup):

@@ -2,7 +2,9 @@
 
 Artifacts go to the artifacts bucket under their own prefix; the service role may use only that
 prefix and the environment's key. ``arn`` is also the tracking URI (the sagemaker-mlflow plugin
-takes the ARN); ``grant_use(grantable)`` lets a role log runs, traces and models.
+takes the ARN); ``grant_use(grantable)`` lets a role log runs, metrics, models and traces: exactly the
+IAM actions of the chosen kind, plus the artifact prefix, because the MLflow client writes artifacts
+straight to the artifact store in S3.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.constructs.prefix_grants import grant_prefix
+from stacks.facts import MLFLOW_APP_ACTIONS, MLFLOW_TRACKING_SERVER_ACTIONS
 
 
 class Mlflow(Construct):
@@ -34,6 +37,7 @@ class Mlflow(Construct):
         super().__init__(scope, id)
         self.kind = kind
         prefix = prefix.strip("/")
+        self.bucket, self.prefix, self.key = bucket, prefix, key
         self.role = iam.Role(
             self,
             "Role",
@@ -72,9 +76,12 @@ class Mlflow(Construct):
         self.tracking_uri = self.arn
 
     def grant_use(self, grantable: iam.IGrantable) -> iam.Grant:
-        """Log and read experiments, runs, traces and models on this MLflow (its one ARN)."""
+        """Log and read experiments, runs, metrics, models and traces on this MLflow (its one ARN), and read/write
+        its artifact prefix (+ key). An App authorizes ``sagemaker:CallMlflowAppApi`` on its ARN; a tracking server
+        the ``sagemaker-mlflow:`` actions of a logging client (stacks/facts.py)."""
+        grant_prefix(grantable, self.bucket, self.prefix, key=self.key, write=True)
         return iam.Grant.add_to_principal(
             grantee=grantable,
-            actions=["sagemaker-mlflow:*"],
+            actions=list(MLFLOW_APP_ACTIONS if self.kind == "serverless" else MLFLOW_TRACKING_SERVER_ACTIONS),
             resource_arns=[self.arn],
         )

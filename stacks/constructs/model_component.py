@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aws_cdk import Annotations
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks import sglang_check
 from stacks.constructs.scale_to_zero import ComponentScaling
 from stacks.settings import ModelSettings
 
@@ -36,6 +38,14 @@ class ModelComponent(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.component_name = model.name
+        # The settings checked the container environment with the container's own code; say so when SGLang's
+        # parser could not add its check (stacks/sglang_check.py).
+        if reason := sglang_check.parser_unavailable():
+            Annotations.of(self).add_warning_v2(
+                "clinical-agent:sglang-parser-skipped",
+                f"{model.name}: SM_SGLANG_* checked against containers/sglang/manifest.json only; "
+                f"SGLang's own argument parser did not run: {reason}",
+            )
         self.model = sagemaker.CfnModel(
             self,
             "Model",
@@ -46,7 +56,13 @@ class ModelComponent(Construct):
                 environment=model.container_environment,
                 model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
                     s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
-                        s3_uri=weights_uri, s3_data_type="S3Prefix", compression_type="None"
+                        s3_uri=weights_uri,
+                        s3_data_type="S3Prefix",
+                        compression_type="None",
+                        # JumpStart's gated weights: the licence accepted in settings (weights.accept_eula).
+                        model_access_config=sagemaker.CfnModel.ModelAccessConfigProperty(accept_eula=True)
+                        if model.accept_eula
+                        else None,
                     )
                 ),
             ),

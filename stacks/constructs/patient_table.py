@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -14,6 +14,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from boto3.dynamodb.types import TypeSerializer
 from constructs import Construct
+
+from stacks.constructs.removal import removal_policy
 
 PARTITION_KEY = "patient_id"
 
@@ -33,7 +35,7 @@ def patient_table(scope: Construct, id: str, *, table_name: str, key: kms.IKey, 
             point_in_time_recovery_enabled=True
         ),
         deletion_protection=not destroy,
-        removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
+        removal_policy=removal_policy(destroy),
     )
 
 

@@ -1,7 +1,9 @@
-"""Grants limited to one key prefix of a bucket (objects under it, listing only it) and the bucket's key."""
+"""Grants limited to one key prefix of a bucket (objects under it, listing only it) and the bucket's key (through
+S3 only)."""
 
 from __future__ import annotations
 
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -31,5 +33,11 @@ def grant_prefix(
             conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
         )
     )
-    if key is not None:  # SSE-KMS: reading decrypts; writing also makes data keys (no kms:* wildcards)
-        key.grant(grantable, "kms:Decrypt", *(["kms:GenerateDataKey"] if write else []))
+    if key is not None:  # SSE-KMS: reading decrypts; writing also makes data keys (no kms:* wildcards), via S3 only
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", *(["kms:GenerateDataKey"] if write else [])],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{Stack.of(bucket).region}.amazonaws.com"}},
+            )
+        )

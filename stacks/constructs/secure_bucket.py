@@ -3,12 +3,13 @@ and the server-access-log bucket they log to."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks import compliance
+from stacks.constructs.removal import removal_policy
 
 
 def secure_bucket(
@@ -38,7 +39,7 @@ def secure_bucket(
                 abort_incomplete_multipart_upload_after=Duration.days(7),
             )
         ],
-        removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
+        removal_policy=removal_policy(destroy),
         auto_delete_objects=destroy,
     )
     compliance.acknowledge(bucket, *compliance.DATA_BUCKET)
@@ -63,7 +64,7 @@ def access_log_bucket(
                 noncurrent_version_expiration=Duration.days(noncurrent_version_days),
             )
         ],
-        removal_policy=RemovalPolicy.DESTROY if destroy else RemovalPolicy.RETAIN,
+        removal_policy=removal_policy(destroy),
         auto_delete_objects=destroy,
     )
     compliance.acknowledge(bucket, *compliance.ACCESS_LOG_BUCKET)

@@ -1,11 +1,13 @@
 """The fine-tuning SageMaker Pipeline: the training code as an asset, the definition, its execution role.
 
 The definition comes from ``training.pipeline.build_definition`` (SageMaker SDK classic steps, pure
-and offline). CloudFormation values (role ARN, bucket names, key, MLflow ARN, subnets) go in as
-placeholder literals and come out as ``${Name}`` variables of one ``Fn::Sub``, so the template is
-deterministic and readable. The role is the pipeline's and its jobs': it reads the datasets prefix
-and the code asset, writes only under the output and checkpoint prefixes, registers only in the
-model package group, and passes only itself, only to SageMaker.
+and offline). CloudFormation values (role ARN, bucket names, key, MLflow ARN, image, subnets) go in as
+parseable placeholder literals and come out as ``${Name}`` variables of one ``Fn::Sub`` (the only
+placeholder layer), so the template is deterministic and readable. Every step runs the training image
+(containers/training). The role is the pipeline's and its jobs': it reads the datasets prefix, the base
+weights and the code asset, pulls the training image, writes only under the output and checkpoint
+prefixes, logs to MLflow (``Mlflow.grant_use``), registers only in the model package group, and passes
+only itself, only to SageMaker.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,15 +36,14 @@ from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.model_registry import ModelRegistry
 from stacks.constructs.prefix_grants import grant_prefix
 from stacks.constructs.source_archive import archive_bytes, source_archive_asset
+from stacks.constructs.training_image import TrainingImage
+from stacks.facts import has_instance_storage
 from stacks.settings import TrainingSettings
 
 TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
 # The body limit is CloudFormation's template size; beyond it the definition would have to go to S3.
 MAX_BODY_CHARS = 900_000
 _MARK = "cdkph"  # every placeholder contains it; none may survive substitution
-_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@].+$"
-)
 
 
 def substitute(definition: str, placeholders: dict[str, tuple[str, str]]) -> str:
@@ -112,15 +112,6 @@ def pipeline_definition(**kwargs: Any) -> str:
     return _DEFINITIONS[key]
 
 
-def ecr_repository_arn(image: str, partition: str) -> str:
-    m = _IMAGE.match(image)
-    if not m:
-        raise ValueError(
-            f"training image {image!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
-        )
-    return f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repo']}"
-
-
 class TrainingPipeline(Construct):
     def __init__(
         self,
@@ -132,7 +123,7 @@ class TrainingPipeline(Construct):
         datasets_bucket: s3.IBucket,
         dataset_prefix: str,
         artifacts_bucket: s3.IBucket,
-        base_model_prefix: str,
+        base_weights_prefix: str,
         output_prefix: str,
         checkpoint_prefix: str,
         key: kms.IKey,
@@ -140,6 +131,7 @@ class TrainingPipeline(Construct):
         mlflow: Mlflow,
         mlflow_experiment: str,
         model_card_content: dict[str, Any],
+        vpc_id: str | None = None,
         subnet_ids: list[str] | None = None,
         security_group_ids: list[str] | None = None,
     ) -> None:
@@ -157,13 +149,16 @@ class TrainingPipeline(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker Pipeline {pipeline_name} and its jobs",
         )
-        vpc = bool(subnet_ids and security_group_ids)
-        self._grant(
-            stack, training, source, datasets_bucket, dataset_prefix, artifacts_bucket, key, registry, mlflow, vpc=vpc
-        )
-        # The base weights come from the artifacts bucket (the same prefix the endpoint serves): jobs download
-        # nothing from a model hub, need no token, and run in subnets without internet.
-        grant_prefix(self.role, artifacts_bucket, base_model_prefix.strip("/"), key=key)
+        self._grant(stack, source, datasets_bucket, dataset_prefix, artifacts_bucket, key, registry, mlflow)
+        if vpc_id or subnet_ids or security_group_ids:
+            if not (vpc_id and subnet_ids and security_group_ids):
+                raise ValueError(f"{self.node.path}: jobs in a VPC need vpc_id, subnet_ids and security_group_ids")
+            self._grant_network_interfaces(stack, vpc_id, subnet_ids, security_group_ids)
+        # The base weights come from the artifacts bucket (staged by `make weights`): jobs download nothing from a
+        # model hub, need no token, and run in subnets without internet.
+        grant_prefix(self.role, artifacts_bucket, base_weights_prefix.strip("/"), key=key)
+        image_uri = TrainingImage(self, "Image", base_image=training.base_image).bind(self.role)
+        mlflow_resource = "mlflow-app" if mlflow.kind == "serverless" else "mlflow-tracking-server"
 
         ph: dict[str, tuple[str, str]] = {
             "ExecutionRoleArn": (f"arn:aws:iam::000000000000:role/{_MARK}-pipeline-role", self.role.role_arn),
@@ -172,7 +167,11 @@ class TrainingPipeline(Construct):
             "DatasetsBucket": (f"{_MARK}-datasets-bucket", datasets_bucket.bucket_name),
             "ArtifactsBucket": (f"{_MARK}-artifacts-bucket", artifacts_bucket.bucket_name),
             "KeyArn": (f"arn:aws:kms:{stack.region}:000000000000:key/{_MARK}-key", key.key_arn),
-            "MlflowArn": (f"arn:aws:sagemaker:{stack.region}:000000000000:mlflow-app/{_MARK}-mlflow", mlflow.arn),
+            "MlflowArn": (
+                f"arn:aws:sagemaker:{stack.region}:000000000000:{mlflow_resource}/{_MARK}-mlflow",
+                mlflow.arn,
+            ),
+            "Image": (f"000000000000.dkr.ecr.{stack.region}.amazonaws.com/{_MARK}-image:{_MARK}", image_uri),
         }
         if subnet_ids and security_group_ids:
             ph |= {f"Subnet{i}": (f"subnet-{_MARK}{i:03d}", s) for i, s in enumerate(subnet_ids)}
@@ -192,9 +191,8 @@ class TrainingPipeline(Construct):
             model_package_group=registry.group_name,
             mlflow_arn=lit("MlflowArn"),
             mlflow_experiment=mlflow_experiment,
-            training_image=training.training_image,
-            processing_image=training.processing_image,
-            base_model_id=f"s3://{lit('ArtifactsBucket')}/{base_model_prefix}",
+            image=lit("Image"),
+            base_model_id=f"s3://{lit('ArtifactsBucket')}/{base_weights_prefix}",
             preprocess_instance_type=training.preprocess_instance_type,
             training_instance_type=training.training_instance_type,
             training_instance_count=training.training_instance_count,
@@ -207,6 +205,18 @@ class TrainingPipeline(Construct):
             learning_rate=training.learning_rate,
             accuracy_threshold=training.accuracy_threshold,
             kms_key_arn=lit("KeyArn"),
+            # Jobs on local-NVMe instance types get no volume key: SageMaker refuses one there.
+            instance_storage=sorted(
+                {
+                    t
+                    for t in (
+                        training.preprocess_instance_type,
+                        training.training_instance_type,
+                        training.evaluate_instance_type,
+                    )
+                    if has_instance_storage(t)
+                }
+            ),
             subnets=[lit(n) for n in ph if n.startswith("Subnet")] or None,
             security_group_ids=[lit(n) for n in ph if n.startswith("SecurityGroup")] or None,
             model_card_content=json.dumps(model_card_content, sort_keys=True),
@@ -226,7 +236,6 @@ class TrainingPipeline(Construct):
     def _grant(
         self,
         stack: Stack,
-        training: TrainingSettings,
         source: s3_assets.Asset,
         datasets_bucket: s3.IBucket,
         dataset_prefix: str,
@@ -234,8 +243,6 @@ class TrainingPipeline(Construct):
         key: kms.IKey,
         registry: ModelRegistry,
         mlflow: Mlflow,
-        *,
-        vpc: bool,
     ) -> None:
         role = self.role
 
@@ -321,34 +328,56 @@ class TrainingPipeline(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PullJobImages",
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=sorted(
-                    {
-                        ecr_repository_arn(image, stack.partition)
-                        for image in (training.training_image, training.processing_image)
-                    }
-                ),
-            )
+
+    def _grant_network_interfaces(
+        self, stack: Stack, vpc_id: str, subnet_ids: list[str], security_group_ids: list[str]
+    ) -> None:
+        """SageMaker creates and deletes the jobs' network interfaces with this role: only in the jobs' subnets and
+        security groups, only in this VPC. ec2:Vpc and ec2:Subnet are the condition keys the EC2 service authorization
+        reference lists for these actions (CreateNetworkInterface has ec2:Vpc but no ec2:Subnet, hence its own
+        statements): https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html. The
+        Describe* calls have no resource-level permissions."""
+
+        def arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
+
+        vpc, subnets, interfaces = (
+            arn("vpc", vpc_id),
+            [arn("subnet", s) for s in subnet_ids],
+            arn("network-interface", "*"),
         )
-        role.add_to_policy(iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        if vpc:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="JobsInVpc",
-                    actions=[
-                        "ec2:CreateNetworkInterface",
-                        "ec2:CreateNetworkInterfacePermission",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:DeleteNetworkInterfacePermission",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DescribeVpcs",
-                        "ec2:DescribeDhcpOptions",
-                        "ec2:DescribeSubnets",
-                        "ec2:DescribeSecurityGroups",
-                    ],
-                    resources=["*"],
-                )
-            )
+        for statement in (
+            iam.PolicyStatement(
+                sid="JobsDescribeTheNetwork",
+                actions=[
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeVpcs",
+                ],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="JobsCreateInterfacesInTheirSubnetsAndGroups",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[*subnets, *(arn("security-group", g) for g in security_group_ids)],
+            ),
+            iam.PolicyStatement(
+                sid="JobsCreateInterfacesInTheVpc",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[interfaces],
+                conditions={"ArnEquals": {"ec2:Vpc": vpc}},
+            ),
+            iam.PolicyStatement(
+                sid="JobsManageTheirInterfaces",
+                actions=[
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                ],
+                resources=[interfaces],
+                conditions={"ArnEquals": {"ec2:Vpc": vpc, "ec2:Subnet": subnets}},
+            ),
+        ):
+            self.role.add_to_policy(statement)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local.aws import LocalServer, free_port
+from local.aws import LocalServer, client, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +37,34 @@ def http(app_url):
 @pytest.fixture
 def bucket_size(s3, aws):
     return lambda: s3.list_objects_v2(Bucket=aws.bucket).get("KeyCount", 0)
+
+
+@pytest.fixture
+def stores(s3, aws):
+    """A snapshot of both stores the agent writes to: the reports bucket and the patient table."""
+    ddb = client("dynamodb", aws.endpoint_url)
+
+    def snapshot():
+        objects = s3.list_objects_v2(Bucket=aws.bucket).get("Contents", [])
+        items = ddb.scan(TableName=aws.table)["Items"]
+        return sorted((o["Key"], o["ETag"]) for o in objects), sorted(json.dumps(i, sort_keys=True) for i in items)
+
+    return snapshot
+
+
+@pytest.fixture
+def in_process(env, monkeypatch):
+    """The app in this process (starlette's TestClient) on a runtime built from the environment + overrides."""
+    from starlette.testclient import TestClient
+
+    import agent.app as app_module
+    from agent.service import ClinicalAgentRuntime
+
+    def make(**overrides):
+        monkeypatch.setattr(app_module, "_runtime", ClinicalAgentRuntime.from_environment(**overrides))
+        return TestClient(app_module.app)
+
+    return make
 
 
 def sse_events(text: str) -> list[dict]:
@@ -121,21 +149,91 @@ BAD = [
 
 @pytest.mark.parametrize(("payload", "status", "reason"), BAD, ids=[f"{b[1]}-{b[2][:30]}" for b in BAD])
 def test_bad_request_gets_a_4xx_with_the_reason_and_nothing_is_written(
-    http, payload, status, reason, bucket_size, model_log, tools_model
+    http, payload, status, reason, stores, model_log, tools_model
 ):
-    before = bucket_size()
+    before = stores()
     r = http.post("/invocations", json=payload)
     assert r.status_code == status
     assert reason in r.json()["error"]
-    assert bucket_size() == before
+    assert stores() == before
     assert model_log.get(tools_model) == []  # the model was never called
 
 
-def test_invalid_json_is_a_400(http, bucket_size):
-    before = bucket_size()
+NOT_JSON = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonl"]
+
+
+@pytest.mark.parametrize("content_type", [*NOT_JSON, None])
+def test_request_that_is_not_application_json_is_a_415_and_nothing_is_written(
+    http, content_type, stores, model_log, tools_model
+):
+    before = stores()
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = http.post("/invocations", content=json.dumps(CASE).encode(), headers=headers)  # a valid case, wrong type
+    assert r.status_code == 415
+    assert "unsupported Content-Type" in r.json()["error"] and "application/json" in r.json()["error"]
+    assert stores() == before
+    assert model_log.get(tools_model) == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON"])
+def test_application_json_with_or_without_charset_is_accepted(http, content_type):
+    r = http.post(
+        "/invocations", content=b'{"prompt": "Differential for headache?"}', headers={"Content-Type": content_type}
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_invalid_json_is_a_400(http, stores):
+    before = stores()
     r = http.post("/invocations", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"] == "Invalid JSON"
-    assert bucket_size() == before
+    assert stores() == before
+
+
+STREAM = {"Accept": "text/event-stream"}
+
+
+@pytest.mark.parametrize(
+    "request_body", [CASE | {"stream": True}, {"prompt": "Differential for cough?", "stream": True}]
+)
+def test_streamed_request_with_the_model_unavailable_gets_the_real_status_before_any_byte(
+    in_process, request_body, stores
+):
+    before = stores()
+    with (
+        in_process(sagemaker_inference_component="dead-component") as client_,
+        client_.stream("POST", "/invocations", json=request_body, headers=STREAM) as r,
+    ):
+        body = json.loads(r.read())
+    assert r.status_code == 503, body  # the container is down: retry later
+    assert "ServiceUnavailable" in body["error"]
+    assert stores() == before
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_unreachable_runtime_endpoint_is_a_503_with_a_reason_and_no_url(in_process, monkeypatch, stream, stores):
+    closed = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", closed)
+    before = stores()
+    with in_process() as client_:
+        r = client_.post("/invocations", json=CASE | {"stream": stream})
+    assert r.status_code == 503
+    error = r.json()["error"]
+    assert "unreachable" in error and "retry later" in error
+    assert "127.0.0.1" not in error and "http" not in error
+    assert stores() == before
+
+
+def test_streamed_failure_after_events_flowed_is_the_last_event(in_process):
+    with (
+        in_process(sagemaker_inference_component="broken-component") as client_,
+        client_.stream("POST", "/invocations", json={"prompt": "Differential for cough?", "stream": True}) as r,
+    ):
+        events = sse_events(r.read().decode())
+    assert r.status_code == 200  # the first words were already sent
+    assert events[0]["event"] == "text"
+    assert events[-1]["event"] == "error" and events[-1]["status"] == 502
+    assert "model endpoint" in events[-1]["error"]
 
 
 def test_model_endpoint_failure_is_a_502_naming_the_component(env, monkeypatch, bucket_size):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 
@@ -145,3 +146,113 @@ def test_route_parses_component_and_adapter():
         "http://127.0.0.1:9",
         "clinical-lora",
     )
+
+
+# --- the wire protocol as botocore's service model describes it (issue 21 item 3) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def echo_runtime():
+    """The emulator in front of a container that answers what it received."""
+    from local.aws import LocalServer, free_port
+    from tests.agent.conftest import ROOT, start_python
+
+    port = free_port()
+    with LocalServer.start(
+        [sys.executable, "-m", "tests.agent.echo_container", "--port", str(port)], port=port, cwd=ROOT
+    ) as echo:
+        routes = [f"{ENDPOINT}/echo={echo.url}", f"{ENDPOINT}/echo-lora={echo.url}#adapter=echo-lora"]
+        with start_python("local.sagemaker_runtime", *[a for r in routes for a in ("--route", r)]) as emulator:
+            yield boto3.client(
+                "sagemaker-runtime",
+                endpoint_url=emulator.url,
+                region_name="us-east-1",
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+            )
+
+
+def test_every_request_header_botocore_sends_is_handled():
+    """Each header of both operations' input shapes is passed on, used for routing, or refused: none is
+    silently dropped, and a new one in botocore fails here (and the emulator's start)."""
+    from local.sagemaker_runtime import PASSED, REFUSED, ROUTING, wire
+
+    for op, w in wire().items():
+        assert set(w.inputs) <= PASSED | ROUTING | set(REFUSED), op
+        assert {"ContentType", "Accept", "CustomAttributes", "InferenceComponentName"} <= set(w.inputs), op
+
+
+def test_invoke_endpoint_maps_every_header_field_both_ways(echo_runtime):
+    r = echo_runtime.invoke_endpoint(
+        EndpointName=ENDPOINT,
+        InferenceComponentName="echo",
+        Body=b'{"x": 1}',
+        ContentType="application/json",
+        Accept="application/x-echo",
+        CustomAttributes="trace=abc",
+        InferenceId="inference-7",
+        SessionId="NEW_SESSION",
+        TargetVariant="AllTraffic",
+        PrefixAwareId="prefix-1",
+    )
+    received = json.loads(r["Body"].read())
+    headers = received["headers"]
+    assert received["body"] == '{"x": 1}'
+    assert headers["content-type"] == "application/json" and headers["accept"] == "application/x-echo"
+    assert headers["x-amzn-sagemaker-custom-attributes"] == "trace=abc"
+    assert headers["x-amzn-sagemaker-inference-id"] == "inference-7"
+    assert headers["x-amzn-sagemaker-session-id"] == "NEW_SESSION"
+    assert not {"x-amzn-sagemaker-inference-component", "x-amzn-sagemaker-target-variant", "authorization"} & set(
+        headers
+    )
+    assert r["ContentType"] == "application/x-echo"
+    assert r["InvokedProductionVariant"] == "AllTraffic"
+    assert r["CustomAttributes"] == "echo:trace=abc"
+    assert r["NewSessionId"] == "session-1; Expires=2030-01-01T00:00:00Z"
+    assert len(r["ResponseMetadata"]["RequestId"]) == 36
+    closed = echo_runtime.invoke_endpoint(
+        EndpointName=ENDPOINT, InferenceComponentName="echo", Body=b"{}", SessionId="s9"
+    )
+    assert closed["ClosedSessionId"] == "s9" and "NewSessionId" not in closed
+    assert closed["ResponseMetadata"]["RequestId"] != r["ResponseMetadata"]["RequestId"]
+
+
+def test_invoke_endpoint_with_response_stream_maps_every_header_field_both_ways(echo_runtime):
+    r = echo_runtime.invoke_endpoint_with_response_stream(
+        EndpointName=ENDPOINT,
+        InferenceComponentName="echo-lora",
+        Body=b'{"stream": true}',
+        ContentType="application/json",
+        Accept="text/event-stream",
+        CustomAttributes="trace=def",
+        InferenceId="inference-8",
+        SessionId="s1",
+        TargetVariant="AllTraffic",
+    )
+    received = json.loads(b"".join(e["PayloadPart"]["Bytes"] for e in r["Body"]))
+    headers = received["headers"]
+    assert headers["accept"] == "text/event-stream"  # the client's X-Amzn-SageMaker-Accept, as Accept
+    assert headers["x-amzn-sagemaker-custom-attributes"] == "trace=def"
+    assert headers["x-amzn-sagemaker-inference-id"] == "inference-8" and headers["x-amzn-sagemaker-session-id"] == "s1"
+    assert headers["x-amzn-sagemaker-adapter-identifier"] == "echo-lora"
+    assert r["ContentType"] == "text/event-stream"
+    assert r["InvokedProductionVariant"] == "AllTraffic"
+    assert r["CustomAttributes"] == "echo:trace=def"
+    assert len(r["ResponseMetadata"]["RequestId"]) == 36
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"TargetModel": "m.tar.gz"}, "TargetModel is supported only by multi-model endpoints"),
+        ({"TargetContainerHostname": "c1"}, "TargetContainerHostname is supported only by multi-container"),
+        ({"EnableExplanations": "`true`"}, "EnableExplanations is supported only by endpoints with a SageMaker"),
+        ({"TargetVariant": "Blue"}, "Variant Blue is not a variant of this endpoint"),
+    ],
+    ids=["target-model", "target-container", "explanations", "variant"],
+)
+def test_headers_for_other_endpoint_kinds_are_validation_errors_with_a_request_id(echo_runtime, kwargs, message):
+    with pytest.raises(echo_runtime.exceptions.ValidationError) as err:
+        echo_runtime.invoke_endpoint(EndpointName=ENDPOINT, InferenceComponentName="echo", Body=b"{}", **kwargs)
+    assert message in str(err.value)
+    assert len(err.value.response["ResponseMetadata"]["RequestId"]) == 36

@@ -113,3 +113,60 @@ def test_record_prompts_is_read_from_the_environment(env, monkeypatch):
     assert load_settings().record_prompts is False
     monkeypatch.setenv("RECORD_PROMPTS", "true")
     assert load_settings().record_prompts is True
+
+
+def start_app(agent_env: dict[str, str], **extra: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from local.aws import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-m", "agent.app", "--local", "--port", str(free_port())],
+        cwd=root,
+        env=agent_env | {"PATH": "/usr/bin:/bin"} | extra,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("file:///tmp/mlruns", "neither a SageMaker MLflow ARN nor an http(s) URL"),
+        ("arn:aws:sagemaker:us-east-1:123:mlflow-app/app-1", "is not a SageMaker MLflow ARN"),
+        ("arn:aws:s3:::bucket", "is not a SageMaker MLflow ARN"),
+    ],
+)
+def test_mlflow_uri_that_cannot_work_stops_the_app_at_start(agent_env, uri, reason):
+    done = start_app(agent_env, MLFLOW_TRACKING_URI=uri)
+    assert done.returncode == 2 and "MLFLOW_TRACKING_URI" in done.stderr and reason in done.stderr
+
+
+def test_agent_observability_without_adot_stops_the_app_at_start(agent_env):
+    done = start_app(agent_env, AGENT_OBSERVABILITY_ENABLED="true")
+    assert done.returncode == 2
+    assert "AGENT_OBSERVABILITY_ENABLED=true" in done.stderr and "opentelemetry-instrument" in done.stderr
+
+
+def test_mlflow_app_and_tracking_server_arns_are_accepted(env):
+    from agent.settings import load_settings
+
+    for arn in (
+        "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/app-ABCDEF123456",
+        "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/clinical-agent",
+    ):
+        assert load_settings(mlflow_tracking_uri=arn).mlflow_tracking_uri == arn
+
+
+def test_unreachable_mlflow_is_a_loud_error_and_the_agent_keeps_serving(env, caplog):
+    from agent.telemetry import export_to_mlflow
+    from local.aws import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert export_to_mlflow(closed, "never-created") is False
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "agent.telemetry"]
+    assert errors and closed in errors[0].getMessage() and "NOT exported to MLflow" in errors[0].getMessage()

@@ -21,7 +21,7 @@ from aws_cdk.assertions import Match
 
 from agent.settings import AgentRuntimeSettings
 from stacks import compliance
-from stacks.agent_stack import AgentStack, runtime_name
+from stacks.agent_stack import AgentStack
 from stacks.constructs import agent_package as pkg
 from stacks.settings import ConfigError, load_environment
 from tests.infra.conftest import CDK_CONTEXT, template
@@ -72,7 +72,7 @@ def templates(stages):
 @pytest.mark.parametrize("env", ENVS)
 def test_model_invocation_is_limited_to_the_endpoint_and_the_agents_component(templates, stages, env):
     s = stages[env].settings
-    (invoke,) = statements_with(role_statements(templates[env]), "sagemaker:")
+    (invoke,) = statements_with(role_statements(templates[env]), "sagemaker:Invoke")
     actions = sorted(as_list(invoke["Action"]))
     assert actions == ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
     account, region = s.account, s.region
@@ -85,16 +85,21 @@ def test_model_invocation_is_limited_to_the_endpoint_and_the_agents_component(te
 @pytest.mark.parametrize("env", ENVS)
 def test_reports_are_written_with_put_object_under_reports_prefix_only(templates, env):
     statements = role_statements(templates[env])
-    (put,) = [s for s in statements_with(statements, "s3:") if "s3:PutObject" in as_list(s["Action"])]
+    (put,) = [s for s in statements_with(statements, "s3:") if "/reports/" in json.dumps(s["Resource"])]
     assert put["Action"] == "s3:PutObject"
     (bucket_arn, suffix) = put["Resource"]["Fn::Join"][1]
     assert suffix == "/reports/*"
     assert "Reports" in bucket_arn["Fn::GetStackOutput"]["OutputName"]
-    # The only other S3 grant is the L2's read of the code package in the CDK assets bucket.
+    # The other S3 grants: the L2's read of the code package in the CDK assets bucket, and the MLflow artifact prefix
+    # (the MLflow client writes trace artifacts straight to S3).
     for other in statements_with(statements, "s3:"):
-        if other is not put:
+        if other is put:
+            continue
+        scope = json.dumps([other["Resource"], other.get("Condition")])
+        if "cdk-hnb659fds-assets-" in scope:
             assert all(a.startswith(("s3:Get", "s3:List")) for a in as_list(other["Action"]))
-            assert all("cdk-hnb659fds-assets-" in r for r in as_list(other["Resource"]))
+        else:
+            assert "Artifacts" in scope and '"/mlflow/*"' in scope or '"mlflow/*"' in scope, other
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -108,13 +113,15 @@ def test_patient_table_is_read_with_get_item_and_query_only(templates, env):
 
 @pytest.mark.parametrize("env", ENVS)
 def test_the_environment_key_is_usable_only_through_dynamodb_and_s3(templates, env):
-    (use,) = statements_with(role_statements(templates[env]), "kms:")
-    assert sorted(as_list(use["Action"])) == ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
-    assert "Key" in use["Resource"]["Fn::GetStackOutput"]["OutputName"]
-    assert sorted(use["Condition"]["StringEquals"]["kms:ViaService"]) == [
-        "dynamodb.us-east-1.amazonaws.com",
-        "s3.us-east-1.amazonaws.com",
-    ]
+    uses = statements_with(role_statements(templates[env]), "kms:")
+    assert len(uses) == 2  # the table and reports; the MLflow artifact prefix
+    for use in uses:
+        assert set(as_list(use["Action"])) <= {"kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"}
+        assert "Key" in use["Resource"]["Fn::GetStackOutput"]["OutputName"]
+        assert set(as_list(use["Condition"]["StringEquals"]["kms:ViaService"])) <= {
+            "dynamodb.us-east-1.amazonaws.com",
+            "s3.us-east-1.amazonaws.com",
+        }
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -136,17 +143,24 @@ def test_unscoped_resources_only_where_iam_has_no_resource_level_permission(temp
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_mlflow_grant_is_scoped_to_the_environments_mlflow_and_tracing_calls(templates, stages, env):
-    (mlflow,) = statements_with(role_statements(templates[env]), "sagemaker-mlflow:")
-    assert set(as_list(mlflow["Action"])) <= {
-        "sagemaker-mlflow:CreateExperiment",
-        "sagemaker-mlflow:GetExperiment",
-        "sagemaker-mlflow:GetExperimentByName",
-        "sagemaker-mlflow:StartTrace",
-        "sagemaker-mlflow:EndTrace",
-        "sagemaker-mlflow:SetTraceTag",
-    }
-    assert len(as_list(mlflow["Resource"])) == 1 and mlflow["Resource"] != "*"
+def test_mlflow_grant_is_what_the_environments_mlflow_kind_authorizes(templates, stages, env):
+    """An App (dev) authorizes sagemaker:CallMlflowAppApi on its ARN; a tracking server (staging, prod) the listed
+    sagemaker-mlflow actions, never a wildcard; both on the environment's one MLflow."""
+    from stacks.facts import MLFLOW_TRACKING_SERVER_ACTIONS
+
+    statements = role_statements(templates[env])
+    kind = stages[env].settings.mlflow.kind
+    if kind == "serverless":
+        (grant,) = [s for s in statements if "sagemaker:CallMlflowAppApi" in as_list(s["Action"])]
+        assert as_list(grant["Action"]) == ["sagemaker:CallMlflowAppApi"] and not statements_with(
+            statements, "sagemaker-mlflow:"
+        )
+        assert "MlflowApp" in json.dumps(grant["Resource"])
+    else:
+        (grant,) = statements_with(statements, "sagemaker-mlflow:")
+        assert sorted(as_list(grant["Action"])) == sorted(MLFLOW_TRACKING_SERVER_ACTIONS)
+        assert "MlflowTrackingServer" in json.dumps(grant["Resource"])
+    assert len(as_list(grant["Resource"])) == 1 and grant["Resource"] != "*"
 
 
 # --- the table and its seed ----------------------------------------------------------------------
@@ -171,26 +185,28 @@ def test_patient_table_is_encrypted_with_the_environment_key_and_has_point_in_ti
 
 
 @pytest.mark.parametrize(
-    "env,policy,protected", [("dev", "Delete", False), ("staging", "Retain", True), ("prod", "Retain", True)]
+    "env,policy,protected",
+    [("dev", "Delete", False), ("staging", "RetainExceptOnCreate", True), ("prod", "RetainExceptOnCreate", True)],
 )
 def test_patient_table_is_retained_and_protected_outside_dev(templates, env, policy, protected):
+    """Retained, except when the stack's first create rolls back: the named table must not block the retry."""
     templates[env].has_resource(
         "AWS::DynamoDB::Table",
         {
             "DeletionPolicy": policy,
-            "UpdateReplacePolicy": policy,
+            "UpdateReplacePolicy": "Delete" if policy == "Delete" else "Retain",
             "Properties": Match.object_like({"DeletionProtectionEnabled": protected}),
         },
     )
 
 
-def test_dev_is_seeded_with_the_deterministic_synthetic_patients(templates, stages):
-    from agent.patients import synthetic_patients
+def test_dev_is_seeded_with_the_deterministic_synthetic_patients_and_the_seed_case_patient(templates, stages):
+    from agent.patients import SEED_PATIENT, synthetic_patients
 
     settings = stages["dev"].settings
     seeds = templates["dev"].find_resources("Custom::AWS")
-    expected = synthetic_patients(settings.agent.seed_patient_count)
-    assert len(seeds) == len(expected) == settings.agent.seed_patient_count
+    expected = [*synthetic_patients(settings.agent.seed_patient_count), SEED_PATIENT]
+    assert len(seeds) == len(expected) == settings.agent.seed_patient_count + 1
     calls = []
     for seed in seeds.values():
         parts = seed["Properties"]["Create"]["Fn::Join"][1]
@@ -294,15 +310,10 @@ def test_acknowledgments_cover_exactly_the_runtime_roles_wildcards(tmp_path):
     }
 
 
-def test_seeding_a_protected_environment_is_refused_naming_the_field():
-    with pytest.raises(ConfigError, match=r"agent\.seed_patients: .*only in development"):
-        _standalone("prod", **{"agent.seed_patients": True})
-
-
 def test_a_runtime_name_over_agentcores_limit_is_refused_naming_the_field():
-    settings = load_environment("dev", overrides={"agent.runtime_name": "a" * 46})
-    with pytest.raises(ConfigError, match=r"agent\.runtime_name: .*48 characters"):
-        runtime_name(settings)
+    """Refused with the settings, before any stack exists (runtime name + '_' + environment: 46 + 1 + 3 > 48)."""
+    with pytest.raises(ConfigError, match=r"environment 'dev':\n  agent\.runtime_name: .*48 characters"):
+        load_environment("dev", overrides={"agent.runtime_name": "a" * 46})
 
 
 # --- the runtime ---------------------------------------------------------------------------------
@@ -336,13 +347,18 @@ def test_runtime_environment_names_endpoint_component_bucket_table_and_mlflow(te
 
 @pytest.mark.parametrize("env", ENVS)
 def test_runtime_environment_is_exactly_what_the_agent_reads_and_holds_no_secret(templates, env, monkeypatch):
+    from stacks.agent_stack import observability_environment
+
     env_vars = environment(templates[env])
     read = {f.upper() for f in AgentRuntimeSettings.model_fields} | {"AWS_REGION"}
-    assert set(env_vars) <= read, set(env_vars) - read
+    adot = set(observability_environment(record_prompts=False))  # read by ADOT's opentelemetry-instrument
+    assert set(env_vars) - adot <= read, set(env_vars) - adot - read
+    assert {k: env_vars[k] for k in adot} == observability_environment(record_prompts=False)
     assert not [k for k in env_vars if re.search(r"(^|_)(SECRET|PASSWORD|TOKEN|CREDENTIALS?|ACCESS_KEY)(_|$)", k)]
     # With deploy-time values stood in, the agent's own settings loader accepts the environment.
+    stand_ins = {"MLFLOW_TRACKING_URI": "arn:aws:sagemaker:us-east-1:111111111111:mlflow-app/app-resolvedatdeploy"}
     for k, v in env_vars.items():
-        monkeypatch.setenv(k, v if isinstance(v, str) else "resolved-at-deploy")
+        monkeypatch.setenv(k, v if isinstance(v, str) else stand_ins.get(k, "resolved-at-deploy"))
     from agent.settings import load_settings
 
     loaded = load_settings()
@@ -414,7 +430,7 @@ def test_the_staged_package_holds_the_agent_main_py_and_arm64_dependencies(templ
     staged = assembly_dir / f"asset.{prefix.removesuffix('.zip')}"
     assert (staged / "main.py").read_text() == pkg.MAIN_PY
     assert (staged / "agent" / "app.py").read_bytes() == (pkg.AGENT_DIR / "app.py").read_bytes()
-    assert not list(staged.glob("agent/**/__pycache__"))
+    assert (staged / "agent" / "__pycache__" / "app.cpython-311.pyc").is_file()  # bytecode ships (issue 20)
     assert (staged / "bedrock_agentcore").is_dir() and (staged / "strands").is_dir()
     native = list(staged.glob("pydantic_core/_pydantic_core*.so"))
     assert native and all("aarch64" in p.name for p in native)
@@ -510,7 +526,7 @@ def test_package_layout_starts_the_agent_app_on_all_interfaces_port_8080(source,
     out = tmp_path / "out"
     pkg.build_package(source.code, deps, out)
     assert (out / "fakedep" / "__init__.py").is_file() and (out / "agent" / "app.py").is_file()
-    assert not (out / "agent" / "__pycache__").exists()
+    assert (out / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes() != b"stale"  # compiled anew
     # The zip root is the working directory: `python main.py` imports the agent package and calls its main.
     proc = subprocess.run([sys.executable, "main.py"], cwd=out, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr

@@ -76,7 +76,8 @@ def test_protected_environments_retain_everything_and_never_auto_delete(stages, 
     t = template(stages[env].data)
     for kind in ("AWS::S3::Bucket", "AWS::KMS::Key"):
         for resource in t.find_resources(kind).values():
-            assert resource["DeletionPolicy"] == "Retain" and resource["UpdateReplacePolicy"] == "Retain"
+            # RetainExceptOnCreate: kept on update and delete, removed only when the first create rolls back
+            assert resource["DeletionPolicy"] == "RetainExceptOnCreate" and resource["UpdateReplacePolicy"] == "Retain"
     assert t.find_resources("Custom::S3AutoDeleteObjects") == {}
 
 

@@ -13,12 +13,11 @@ from aws_cdk import App, CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match
 
-from stacks.app_builder import DELIVERY_STACK_ID, build_app, delivery_enabled
+from stacks.app_builder import DELIVERY_STACK_ID, build_app
 from stacks.delivery_stack import HEALTH_CHECKS, _output, bootstrap_role_arn
-from stacks.settings import ConfigError, load_delivery, load_environment
+from stacks.settings import ConfigError, delivery_enabled, load_delivery, load_environment
 from tests.infra.conftest import ROOT, make_app, template
 from tools.assembly import missing_context
-from tools.diagram import DiagramError, read_architecture, render
 
 PRE_STAGES = ["Source", "Build", "UpdatePipeline", "Assets"]
 
@@ -118,7 +117,11 @@ def test_an_environment_in_another_region_is_deployed_there_through_a_keyed_repl
         str(tmp_path),
         environments="",
         delivery="true",
-        **{"delivery.environments": '["prod"]', "prod.region": "eu-west-1"},
+        **{
+            "delivery.environments": '["prod"]',
+            "prod.region": "eu-west-1",
+            "prod.network.availability_zone_ids": '["euw1-az1", "euw1-az2"]',
+        },
     )
     build_app(app)
     app.synth()  # compliance packs included: the support stack's bucket passes too
@@ -289,27 +292,37 @@ def test_app_without_the_pipeline_has_no_delivery_stack():
     assert build_app(app) == {} and app.node.try_find_child(DELIVERY_STACK_ID) is None
 
 
-# --- the architecture diagram (make diagram) ---------------------------------------------------------------
+def test_the_source_action_may_use_a_codeconnections_connection(delivery, pipeline):
+    """The connection ARN is arn:aws:codeconnections:...; its service prefix authorizes codeconnections:UseConnection
+    (CDK grants only codestar-connections:UseConnection)."""
+    (source,) = stage_actions(pipeline, "Source")
+    role = source["RoleArn"]["Fn::GetAtt"][0]
+    actions = {
+        (a, json.dumps(st["Resource"]))
+        for p in template(delivery).find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    }
+    connection = load_delivery().connection_arn
+    assert ("codeconnections:UseConnection", json.dumps(connection)) in actions
 
 
-def test_diagram_draws_one_cluster_per_stack_and_arrows_only_toward_dependencies(delivery):
-    arch = read_architecture(Path(delivery.node.scope.outdir), "Prod")
-    prod = delivery.node.scope.node.find_child("Prod")
-    expected = sorted(s.node.path for s in prod.node.children if isinstance(s, Stack))
-    assert [c.name for c in arch.clusters][0] == DELIVERY_STACK_ID
-    assert sorted(c.name for c in arch.clusters[1:]) == expected == sorted(arch.deploys)
-    assert all(c.components for c in arch.clusters)
-    depends = {c.name: set(c.depends_on) for c in arch.clusters}
-    across = [(s, t) for s, t in arch.edges if s[0] != t[0]]
-    assert across and all(t[0] in depends[s[0]] for s, t in across)
-
-
-def test_diagram_renders_the_same_png_twice(delivery, tmp_path):
-    arch = read_architecture(Path(delivery.node.scope.outdir), "Dev", delivery=False)
-    first, second = (render(arch, tmp_path / f"{i}.png", title="t").read_bytes() for i in (1, 2))
-    assert first.startswith(b"\x89PNG") and first == second
-
-
-def test_diagram_names_the_synthesized_stages_when_asked_for_another(delivery):
-    with pytest.raises(DiagramError, match="stage 'Qa' is not in .*; synthesized stages: Dev, Prod, Staging"):
-        read_architecture(Path(delivery.node.scope.outdir), "Qa")
+def test_image_publishing_logs_in_to_the_training_base_image_registry(delivery, tmp_path_factory):
+    """The training image is built FROM a PyTorch DLC in AWS's account: the image projects log in to its registry
+    and may pull only that repository."""
+    outdir = Path(delivery.node.root.outdir)
+    (spec,) = outdir.glob("buildspec-*-DockerAsset.yaml")
+    registry = load_environment("dev").training.base_image.split("/")[0]
+    assert f"docker login --username AWS --password-stdin {registry}" in spec.read_text()
+    statements = [
+        st
+        for p in template(delivery).find_resources("AWS::IAM::Policy").values()
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+        if "ecr:BatchGetImage" in json.dumps(st["Action"]) and "763104351884" in json.dumps(st["Resource"])
+    ]
+    assert statements and all(
+        r == "arn:aws:ecr:us-east-1:763104351884:repository/pytorch-training"
+        for st in statements
+        for r in [st["Resource"]]
+    )

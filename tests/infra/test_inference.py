@@ -16,13 +16,13 @@ ENVS = ["dev", "staging", "prod"]
 LLAMA = {
     "name": "llama32-3b",
     "model_id": "meta-llama/Llama-3.2-3B-Instruct",
-    "artifact_prefix": "models/llama-3.2-3b-instruct/",
+    "weights": {"source": "s3", "prefix": "models/llama-3.2-3b-instruct/"},
 }
 QWEN = {
     "name": "qwen25-7b",
     "model_id": "Qwen/Qwen2.5-7B-Instruct",
-    "artifact_prefix": "models/qwen2.5-7b/",
-    "draft_model_prefix": "models/qwen2.5-7b/eagle3/",
+    "weights": {"source": "s3", "prefix": "models/qwen2.5-7b/"},
+    "speculative": {"algorithm": "EAGLE3", "draft": "eagle3"},
     "tool_call_parser": "qwen25",
     "lora": False,
     "min_copies": 1,
@@ -75,6 +75,7 @@ def test_endpoint_config_is_for_inference_components(stages, env):
     assert props["ExecutionRoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
     [variant] = props["ProductionVariants"]
     assert "ModelName" not in variant
+    assert variant["InferenceAmiVersion"] == inf.inference_ami_version
     assert (
         variant["InstanceType"] == inf.instance_type and variant["InitialInstanceCount"] == inf.initial_instance_count
     )
@@ -96,14 +97,16 @@ def test_dev_endpoint_may_scale_to_zero_and_prod_keeps_an_instance(stages):
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_base_component_serves_sglang_with_weights_from_the_artifact_prefix(stages, env):
+def test_base_component_serves_sglang_with_jumpstarts_gated_weights_and_the_licence_accepted(stages, env):
     stack = stages[env].inference
     t = template(stack)
     model_id, model = only(t, "AWS::SageMaker::Model")
     container = model["Properties"]["PrimaryContainer"]
     source = container["ModelDataSource"]["S3DataSource"]
     assert source["S3DataType"] == "S3Prefix" and source["CompressionType"] == "None"
-    assert source["S3Uri"]["Fn::Join"][1][-1] == "/models/llama-3.2-3b-instruct/"
+    assert source["S3Uri"] == stages[env].settings.inference.models[0].weights_uri("us-east-1", "unused")
+    assert source["S3Uri"].startswith("s3://jumpstart-private-cache-prod-us-east-1/meta-textgeneration/")
+    assert source["ModelAccessConfig"] == {"AcceptEula": True}
     assert container["Environment"]["SM_SGLANG_ENABLE_LORA"] == "true"
     assert container["Environment"]["SM_SGLANG_TOOL_CALL_PARSER"] == "llama3"
     assert "Fn::Sub" in container["Image"] and "container-assets" in container["Image"]["Fn::Sub"]
@@ -298,10 +301,12 @@ def test_execution_role_has_no_wildcard_actions_and_scoped_resources(stages, env
                     "/aws/sagemaker/Endpoints",
                     "/aws/sagemaker/InferenceComponents",
                 ]
+    prefix = stages[env].settings.inference.models[0].weights_prefix
+    gated = "arn:aws:s3:::jumpstart-private-cache-prod-us-east-1"
     reads = next(s for s in _statements(t) if s["Action"] == "s3:GetObject")["Resource"]
-    assert [r["Fn::Join"][1][-1] for r in reads] == ["/models/llama-3.2-3b-instruct/*", "/pipeline/*.tar.gz"]
+    assert reads[0] == f"{gated}/{prefix}*" and reads[1]["Fn::Join"][1][-1] == "/pipeline/*.tar.gz"
     listing = next(s for s in _statements(t) if s["Action"] == "s3:ListBucket")
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/llama-3.2-3b-instruct/*"]}}
+    assert listing["Resource"] == gated and listing["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
     decrypt = next(s for s in _statements(t) if s["Action"] == "kms:Decrypt")
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
     logs = next(s for s in _statements(t) if "logs:PutLogEvents" in s["Action"])
@@ -376,3 +381,17 @@ def test_grants_for_other_stacks_name_this_endpoint_and_its_components(custom):
         }
     ]
     assert stage.inference.endpoint_arn == f"{arn}endpoint/clinical-llm"
+
+
+def test_staged_weights_are_read_from_the_artifacts_bucket_without_a_licence(custom):
+    stage, _ = custom
+    t = template(stage.inference)
+    sources = [
+        m["Properties"]["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]
+        for m in resources(t, "AWS::SageMaker::Model").values()
+    ]
+    assert sorted(s["S3Uri"]["Fn::Join"][1][-1] for s in sources) == [
+        "/models/llama-3.2-3b-instruct/",
+        "/models/qwen2.5-7b/",
+    ]
+    assert all("ModelAccessConfig" not in s for s in sources)

@@ -224,14 +224,18 @@ def test_pipeline_role_passes_only_itself_and_only_to_sagemaker(stages):
     assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
-def test_pipeline_role_writes_only_under_its_output_and_checkpoint_prefixes(stages):
+def test_pipeline_role_writes_only_under_its_output_checkpoint_and_mlflow_artifact_prefixes(stages):
     writes = [
         s
         for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
         if "s3:PutObject" in as_list(s["Action"])
     ]
     suffixes = sorted(r["Fn::Join"][1][-1] for s in writes for r in as_list(s["Resource"]))
-    assert suffixes == ["/checkpoints/clinical-diagnosis-finetune/*", "/pipeline/clinical-diagnosis-finetune/*"]
+    assert suffixes == [
+        "/checkpoints/clinical-diagnosis-finetune/*",
+        "/mlflow/*",
+        "/pipeline/clinical-diagnosis-finetune/*",
+    ]
     registry = [
         s
         for s in statements(stages["dev"], logical_prefix="PipelineExecutionRole")
@@ -273,9 +277,51 @@ def test_source_archive_is_byte_identical_whatever_the_file_times_and_leaves_out
     assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "", "")}
 
 
-def test_training_images_must_be_pinned_ecr_uris():
-    with pytest.raises(ConfigError, match=r"training\.training_image"):
-        load_environment("dev", overrides={"training.training_image": "pytorch-training:latest"})
+def test_the_training_base_image_must_be_a_pinned_ecr_uri():
+    with pytest.raises(ConfigError, match=r"training\.base_image"):
+        load_environment("dev", overrides={"training.base_image": "pytorch-training:latest"})
+
+
+def test_every_step_runs_the_training_image_built_from_containers_training(stages, assembly_dir):
+    """One image asset, built FROM the configured DLC, pulled by the pipeline role; no job installs packages."""
+    definition, variables = pipeline_body(stages["dev"])
+    assert "container-assets" in json.dumps(variables["Image"])
+    steps = {s["Name"]: s for s in definition["Steps"]}
+    assert steps["FineTune"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"] == "<Image>"
+    for name in ("Preprocess", "Evaluate"):
+        app = steps[name]["Arguments"]["AppSpecification"]
+        assert app["ImageUri"] == "<Image>" and "pip install" not in " ".join(app["ContainerEntrypoint"])
+    manifest = json.loads(next(assembly_dir.glob("assembly-Dev/DevMlops*.assets.json")).read_text())
+    (image,) = manifest["dockerImages"].values()
+    assert image["source"]["dockerBuildArgs"] == {"BASE_IMAGE": stages["dev"].settings.training.base_image}
+    staged = assembly_dir / "assembly-Dev" / image["source"]["directory"]
+    assert (staged / "Dockerfile").is_file() and "sagemaker-mlflow" in (staged / "requirements.txt").read_text()
+    role = statements(stages["dev"], logical_prefix="PipelineExecutionRole")
+    (pull,) = [s for s in role if "ecr:BatchGetImage" in as_list(s["Action"])]
+    assert "container-assets" in json.dumps(pull["Resource"])  # the asset repository only
+
+
+def test_training_and_evaluation_jobs_on_local_nvme_instances_have_no_volume_key(stages):
+    """ml.g5 has local NVMe storage: CreateTrainingJob / CreateProcessingJob refuse VolumeKmsKeyId there."""
+    definition, _ = pipeline_body(stages["prod"])
+    steps = {s["Name"]: s for s in definition["Steps"]}
+    assert "VolumeKmsKeyId" not in steps["FineTune"]["Arguments"]["ResourceConfig"]
+    assert "VolumeKmsKeyId" not in steps["Evaluate"]["Arguments"]["ProcessingResources"]["ClusterConfig"]
+    assert steps["Preprocess"]["Arguments"]["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == "<KeyArn>"
+
+
+def test_the_registered_package_card_is_the_full_card_cut_to_the_package_schema(stages):
+    import jsonschema
+
+    from stacks.constructs.model_registry import MODEL_PACKAGE_CARD_SCHEMA
+
+    definition, _ = pipeline_body(stages["dev"])
+    register = next(b for s in definition["Steps"] if s["Type"] == "Condition" for b in s["Arguments"]["IfSteps"])
+    card = json.loads(register["Arguments"]["ModelCard"]["ModelCardContent"])
+    jsonschema.validate(card, MODEL_PACKAGE_CARD_SCHEMA)
+    assert card["model_overview"] == {"model_creator": "Clinical agent ML platform team"}
+    full = only(stages["dev"], "AWS::SageMaker::ModelCard")["Content"]
+    assert "ModelDescription" in full["ModelOverview"]  # the full card keeps what the package card cannot hold
 
 
 # --- approval → deployment ------------------------------------------------------------------

@@ -56,3 +56,28 @@ def test_workload_security_groups_exist(stages):
         "Lambda functions",
         "AgentCore runtime",
     } <= descriptions
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_subnets_are_placed_by_the_configured_zone_ids_not_zone_names(stages, env):
+    """Zone names map to different zones per account; AgentCore accepts only its documented zone IDs."""
+    t = template(stages[env].network)
+    subnets = t.find_resources("AWS::EC2::Subnet").values()
+    assert sorted(s["Properties"]["AvailabilityZoneId"] for s in subnets) == sorted(
+        stages[env].settings.network.availability_zone_ids
+    )
+    assert all("AvailabilityZone" not in s["Properties"] for s in subnets)
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_the_tracking_server_is_reached_through_the_experiments_endpoint(stages, env):
+    assert stages[env].settings.mlflow.kind == "tracking_server"
+    t = template(stages[env].network)
+    t.has_resource_properties(
+        "AWS::EC2::VPCEndpoint",
+        {
+            "ServiceName": "aws.sagemaker.us-east-1.experiments",
+            "VpcEndpointType": "Interface",
+            "PrivateDnsEnabled": True,
+        },
+    )

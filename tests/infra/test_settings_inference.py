@@ -6,7 +6,18 @@ import pytest
 
 from stacks.settings import ConfigError, load_environment
 
-LLAMA = {"name": "llama32-3b", "model_id": "meta-llama/Llama-3.2-3B-Instruct", "artifact_prefix": "models/llama/"}
+LLAMA = {
+    "name": "llama32-3b",
+    "model_id": "meta-llama/Llama-3.2-3B-Instruct",
+    "weights": {"source": "s3", "prefix": "models/llama/"},
+}
+JUMPSTART = {
+    "source": "jumpstart",
+    "model_id": "meta-textgeneration-llama-3-2-3b-instruct",
+    "version": "1.0.0",
+    "accept_eula": True,
+    "eula_accepted_by": "Jane Doe, ML platform",
+}
 
 
 def model(**changes) -> dict:
@@ -159,17 +170,62 @@ def test_adapter_artifact_must_be_one_archive():
 def test_prefixes_are_relative_and_end_with_a_slash():
     refused(
         "dev",
-        {"inference.models": [model(artifact_prefix="/models/llama")]},
-        r"inference\.models\.0\.artifact_prefix: String should match pattern",
+        {"inference.models": [model(weights={"source": "s3", "prefix": "/models/llama"})]},
+        r"inference\.models\.0\.weights\.s3\.prefix: String should match pattern",
     )
 
 
-def test_draft_model_must_lie_inside_the_model_prefix():
+def test_a_draft_needs_weights_of_our_own():
     refused(
         "dev",
-        {"inference.models": [model(draft_model_prefix="drafts/eagle3/")]},
-        r"inference\.models\.0: draft_model_prefix: 'drafts/eagle3/' must lie inside artifact_prefix 'models/llama/'",
+        {"inference.models": [model(weights=JUMPSTART, speculative={"algorithm": "EAGLE3", "draft": "eagle3"})]},
+        r"inference\.models\.0: speculative\.draft: needs weights\.source s3",
     )
+
+
+def test_jumpstart_weights_need_the_licence_accepted_and_by_whom():
+    refused(
+        "dev",
+        {"inference.models": [model(weights={**JUMPSTART, "accept_eula": False})]},
+        r"inference\.models\.0\.weights\.jumpstart\.accept_eula: JumpStart serves these weights only to a request "
+        "that accepts the model's licence",
+    )
+    no_name = {k: v for k, v in JUMPSTART.items() if k != "eula_accepted_by"}
+    refused(
+        "dev",
+        {"inference.models": [model(weights=no_name)]},
+        r"inference\.models\.0\.weights\.jumpstart\.eula_accepted_by: required but missing",
+    )
+    no_accept = {k: v for k, v in JUMPSTART.items() if k != "accept_eula"}
+    refused(
+        "dev",
+        {"inference.models": [model(weights=no_accept)]},
+        r"inference\.models\.0\.weights\.jumpstart\.accept_eula: required but missing",
+    )
+    refused(
+        "dev",
+        {"inference.models": [model(weights={"source": "hub", "prefix": "x/"})]},
+        r"inference\.models\.0\.weights: Input tag 'hub' found using 'source' does not match any of the expected "
+        "tags: 'jumpstart', 's3'",
+    )
+
+
+def test_jumpstart_weights_need_a_region_with_gated_artifacts():
+    with pytest.raises(ConfigError, match=r"inference\.models\.0\.weights: JumpStart has no gated artifacts in"):
+        load_environment("dev", overrides={"region": "mx-central-9"})
+
+
+def test_weights_uri_is_the_one_location_for_both_sources():
+    s = load_environment("dev", overrides={"inference.models": [model(weights=JUMPSTART)]})
+    jumpstart = s.inference.models[0]
+    assert jumpstart.accept_eula
+    assert jumpstart.weights_uri("us-east-1", "artifacts") == (
+        "s3://jumpstart-private-cache-prod-us-east-1/meta-textgeneration/meta-textgeneration-llama-3-2-3b-instruct/"
+        "artifacts/inference-prepack/v1.0.0/"
+    )
+    staged = load_environment("dev", overrides={"inference.models": [model()]}).inference.models[0]
+    assert not staged.accept_eula
+    assert staged.weights_uri("us-east-1", "artifacts") == "s3://artifacts/models/llama/"
 
 
 def test_container_environment_maps_fields_to_sglang_settings():
@@ -178,10 +234,10 @@ def test_container_environment_maps_fields_to_sglang_settings():
         overrides={
             "inference.models": [
                 model(
-                    draft_model_prefix="models/llama/eagle3/",
+                    speculative={"algorithm": "EAGLE3", "draft": "eagle3", "num_steps": 3, "eagle_topk": 1},
                     max_lora_rank=32,
                     lora_target_modules=["q_proj", "v_proj"],
-                    environment={"SM_SGLANG_SPECULATIVE_NUM_STEPS": "3"},
+                    environment={"SM_SGLANG_SPECULATIVE_NUM_DRAFT_TOKENS": "4"},
                 ),
             ]
         },
@@ -195,6 +251,8 @@ def test_container_environment_maps_fields_to_sglang_settings():
         "SM_SGLANG_SPECULATIVE_ALGORITHM": "EAGLE3",
         "SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH": "/opt/ml/model/eagle3",
         "SM_SGLANG_SPECULATIVE_NUM_STEPS": "3",
+        "SM_SGLANG_SPECULATIVE_EAGLE_TOPK": "1",
+        "SM_SGLANG_SPECULATIVE_NUM_DRAFT_TOKENS": "4",
     }
     two = load_environment(
         "dev",
@@ -202,3 +260,200 @@ def test_container_environment_maps_fields_to_sglang_settings():
     )
     plain = two.inference.models[1].container_environment
     assert plain["SM_SGLANG_ENABLE_LORA"] == "false" and "SM_SGLANG_MAX_LORA_RANK" not in plain
+
+
+# --- the container's own checks, at synth (issue 17 item 6, issue 16 item 1) ---------------------------------
+
+REFUSED = r"inference\.models\.0: the SGLang container would refuse these settings:\n    "
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"environment": {"SM_SGLANG_NOT_A_FLAG": "1"}},
+            r"environment\.SM_SGLANG_NOT_A_FLAG \(SM_SGLANG_NOT_A_FLAG\): "
+            r"unknown SGLang flag --not-a-flag",
+        ),
+        (
+            {"environment": {"SM_SGLANG_MEM_FRACTION_STATIC": "most"}},
+            r"environment\.SM_SGLANG_MEM_FRACTION_STATIC "
+            r"\(SM_SGLANG_MEM_FRACTION_STATIC\): 'most' is not a number",
+        ),
+        ({"tool_call_parser": "llama9"}, r"tool_call_parser \(SM_SGLANG_TOOL_CALL_PARSER\): 'llama9' is not one of"),
+        (
+            {"speculative": {"algorithm": "MEDUSA"}},
+            r"speculative\.algorithm \(SM_SGLANG_SPECULATIVE_ALGORITHM\): "
+            r"'MEDUSA' is not one of EAGLE3, EAGLE, STANDALONE, NGRAM",
+        ),
+        (
+            {"speculative": {"algorithm": "EAGLE3"}},
+            r"speculative\.algorithm \(SM_SGLANG_SPECULATIVE_ALGORITHM\): "
+            r"EAGLE3 needs a draft model",
+        ),
+        (
+            {"speculative": {"algorithm": "EAGLE3", "draft": "eagle3", "num_steps": 3}},
+            r"speculative\.num_steps \(SM_SGLANG_SPECULATIVE_NUM_STEPS\): speculative decoding sizes: set all of them "
+            r"or none; missing SM_SGLANG_SPECULATIVE_EAGLE_TOPK, SM_SGLANG_SPECULATIVE_NUM_DRAFT_TOKENS",
+        ),
+        (
+            {"speculative": {"algorithm": "NGRAM", "eagle_topk": 4}},
+            r"speculative\.eagle_topk "
+            r"\(SM_SGLANG_SPECULATIVE_EAGLE_TOPK\): NGRAM does not use --speculative-eagle-topk",
+        ),
+        (
+            {"speculative": {"algorithm": "STANDALONE", "draft": "small"}},
+            r"speculative\.algorithm "
+            r"\(SM_SGLANG_SPECULATIVE_ALGORITHM\): STANDALONE speculative decoding does not work with LoRA",
+        ),
+        (
+            {
+                "environment": {
+                    "SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B",
+                    "SM_SGLANG_SPECULATIVE_ALGORITHM": "EAGLE3",
+                }
+            },
+            r"environment\.SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH \(SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH\): "
+            r"draft model path yuhuili/EAGLE3-LLaMA3\.1-Instruct-8B does not exist",
+        ),
+        (
+            {"environment": {"SM_SGLANG_PORT": "9000"}},
+            r"environment\.SM_SGLANG_PORT \(SM_SGLANG_PORT\): --port is set "
+            r"by the container",
+        ),
+    ],
+    ids=[
+        "unknown-flag",
+        "not-a-number",
+        "parser-choice",
+        "algorithm",
+        "no-draft",
+        "sizes",
+        "ngram-topk",
+        "lora-incompatible",
+        "draft-outside-the-mount",
+        "managed-flag",
+    ],
+)
+def test_container_settings_sglang_would_refuse_fail_synth_naming_field_and_variable(changes, message):
+    refused("dev", {"inference.models": [model(**changes)]}, REFUSED + message)
+
+
+def test_sglang_parser_checks_the_flags_the_manifest_lets_through(monkeypatch, tmp_path):
+    """The second check is SGLang's own parser: a flag the manifest table knows but SGLang does not is refused."""
+    from stacks import sglang_check
+
+    if reason := sglang_check.parser_unavailable():
+        pytest.fail(f"the dev virtualenv must have SGLang's parser: {reason}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    table = sglang_check.manifest()
+    monkeypatch.setitem(table, "flags", {**table["flags"], "made-up-flag": {"dest": "made_up_flag"}})
+    refused(
+        "dev",
+        {"inference.models": [model(environment={"SM_SGLANG_MADE_UP_FLAG": "1"})]},
+        REFUSED + r"environment\.SM_SGLANG_MADE_UP_FLAG \(SM_SGLANG_MADE_UP_FLAG\): SGLang's argument parser refused "
+        r"the flags: unrecognized arguments: --made-up-flag 1",
+    )
+
+
+def test_sglang_parser_verdict_is_cached_so_synth_skips_the_import(monkeypatch, tmp_path):
+    from stacks import sglang_check
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    load_environment("dev")
+    assert list((tmp_path / "clinical-agent" / "sglang-parser").iterdir()), "no verdict was cached"
+
+    def no_parser():
+        raise AssertionError("SGLang's parser was built although the verdict is cached")
+
+    monkeypatch.setattr(sglang_check, "_sglang_parser", no_parser)
+    assert load_environment("dev").inference.models[0].speculative is not None
+
+
+def test_without_sglang_synth_checks_the_manifest_and_warns(monkeypatch):
+    """Documented in containers/sglang/README.md: the CDK app's own requirements lack SGLang's parser."""
+    from aws_cdk import App, Stack
+    from aws_cdk.assertions import Annotations, Match
+
+    from stacks import sglang_check
+    from stacks.constructs.model_component import ModelComponent
+
+    monkeypatch.setattr(sglang_check, "parser_unavailable", lambda: "the sglang package is not installed")
+    monkeypatch.setattr(sglang_check, "_sglang_parser", lambda: pytest.fail("the parser must not be used"))
+    refused(
+        "dev",
+        {"inference.models": [model(environment={"SM_SGLANG_NOT_A_FLAG": "1"})]},
+        REFUSED + r"environment\.SM_SGLANG_NOT_A_FLAG \(SM_SGLANG_NOT_A_FLAG\): unknown SGLang flag",
+    )
+    settings = load_environment("dev")
+    stack = Stack(App(), "Probe")
+    ModelComponent(
+        stack,
+        "Model",
+        model=settings.inference.models[0],
+        endpoint_name="e",
+        variant_name="AllTraffic",
+        image_uri="i",
+        weights_uri="s3://b/p/",
+        role_arn="arn:aws:iam::111111111111:role/r",
+        network_isolation=True,
+        startup_timeout_seconds=600,
+    )
+    Annotations.from_stack(stack).has_warning(
+        "/Probe/Model", Match.string_like_regexp("SGLang's own argument parser did not run: the sglang package is not")
+    )
+
+
+def test_dev_and_staging_turn_on_draft_free_speculative_decoding():
+    for env in ("dev", "staging"):
+        [llama] = load_environment(env).inference.models
+        assert llama.speculative is not None and llama.speculative.algorithm == "NGRAM"
+        assert llama.container_environment["SM_SGLANG_SPECULATIVE_ALGORITHM"] == "NGRAM"
+
+
+# --- the endpoint's GPU driver runs the image's CUDA (issue 11 item 7) --------------------------------------
+
+
+def test_default_inference_ami_has_the_driver_the_sglang_image_needs():
+    from stacks import sglang_check
+    from stacks.settings import CUDA_MINIMUM_DRIVER, INFERENCE_AMI_DRIVERS
+
+    cuda_major = int(sglang_check.manifest()["image"]["cuda"].split(".")[0])
+    for env in ("dev", "staging", "prod"):
+        ami = load_environment(env).inference.inference_ami_version
+        assert INFERENCE_AMI_DRIVERS[ami] >= CUDA_MINIMUM_DRIVER[cuda_major]
+
+
+def test_an_ami_whose_driver_is_too_old_for_the_image_is_refused():
+    refused(
+        "prod",
+        {"inference.inference_ami_version": "al2-ami-sagemaker-inference-gpu-3-1"},
+        r"inference\.inference_ami_version: al2-ami-sagemaker-inference-gpu-3-1 has NVIDIA driver 550; the SGLang "
+        r"image lmsysorg/sglang:v0\.5\.23-cu130 is built on CUDA 13\.0, which needs driver 580 or newer "
+        r"\(al2023-ami-sagemaker-inference-gpu-4-1\)",
+    )
+    refused(
+        "dev",
+        {"inference.inference_ami_version": "al2-ami-sagemaker-inference-neuron-2"},
+        r"inference\.inference_ami_version: 'al2-ami-sagemaker-inference-neuron-2' is not a GPU inference AMI",
+    )
+
+
+def test_ami_driver_table_matches_botocore():
+    """Every GPU InferenceAmiVersion botocore lists is in the table, with the driver its documentation states."""
+    import re
+
+    import botocore.session
+
+    from stacks.settings import INFERENCE_AMI_DRIVERS
+
+    shapes = botocore.session.get_session().get_service_model("sagemaker")
+    enum = shapes.shape_for("ProductionVariantInferenceAmiVersion").enum
+    doc = shapes.shape_for("ProductionVariant").members["InferenceAmiVersion"].documentation
+    documented = {
+        name: int(driver)
+        for name, driver in re.findall(r"<dt>([\w-]+)</dt>.*?NVIDIA driver version: (\d+)", doc, flags=re.S)
+        if "gpu" in name
+    }
+    assert documented == INFERENCE_AMI_DRIVERS
+    assert set(INFERENCE_AMI_DRIVERS) == {v for v in enum if "gpu" in v}

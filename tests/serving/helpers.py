@@ -6,6 +6,7 @@ waited for over HTTP.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,16 +17,12 @@ from pathlib import Path
 
 import httpx
 
+from local.aws import free_port  # noqa: F401  (one free_port for the repository)
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINER = ROOT / "containers" / "sglang"
 
 ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -34,9 +31,13 @@ class Server:
     def __init__(self, cmd: list[str], port: int, *, env: dict | None = None, log: Path | None = None):
         self.port, self.url = port, f"http://127.0.0.1:{port}"
         self.log = log
-        out = open(log, "wb") if log else subprocess.DEVNULL
+        self._out = open(log, "wb") if log else None  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self._out or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, path: str = "/health", timeout: float = 60.0, status: int | None = 200) -> Server:
@@ -65,6 +66,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        if self._out:
+            self._out.close()
         return self.proc.returncode
 
 
@@ -90,3 +93,45 @@ def front_cmd(port: int, engine_url: str, served_model_name: str, adapters=()) -
     for a in adapters:
         cmd += ["--adapter", a]
     return cmd
+
+
+def metrics(url: str) -> dict[str, float]:
+    """The engine's Prometheus counters (SGLang's names), e.g. ``sglang:num_running_reqs``."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {n: float(v) for n, v in (line.split() for line in text.splitlines() if line and not line.startswith("#"))}
+
+
+def wait_idle(url: str, within: float) -> None:
+    """Waits until the engine runs and queues nothing; fails after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while (m := metrics(url))["sglang:num_running_reqs"] or m["sglang:num_queue_reqs"]:
+        assert time.monotonic() < deadline, f"the engine is still busy after {within} s: {m}"
+        time.sleep(0.05)
+
+
+def abandon(url: str, body: dict, *, after: float, path: str = "/invocations", headers: dict | None = None) -> bytes:
+    """Sends a request over a raw socket, reads for ``after`` seconds, then hangs up (a client that leaves).
+    Returns what arrived before it left."""
+    host, port = url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    head = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+    ]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=after) as s:
+        s.sendall("\r\n".join(head).encode() + b"\r\n\r\n" + payload)
+        deadline = time.monotonic() + after
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    return received

@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from local.backend import adapter_from_model, parse_tool_calls
-from tests.serving.helpers import Server, backend_cmd, free_port
+from local.backend import ToolCalls, adapter_from_model
+from tests.serving.helpers import Server, abandon, backend_cmd, free_port, metrics, wait_idle
 
 TOOL_CALL = '{"name": "get_patient_record", "parameters": {"patient_id": "P001"}}'
 TOOLS = [
@@ -43,18 +43,25 @@ def test_adapter_is_selected_by_sglang_model_name_rule(model, adapter):
     )
 
 
-def test_llama3_tool_calls_are_parsed_like_sglang():
-    names = {"get_patient_record", "upload_report"}
-    text, calls = parse_tool_calls(TOOL_CALL, names)
-    assert text == "" and calls[0]["function"]["name"] == "get_patient_record"
-    assert json.loads(calls[0]["function"]["arguments"]) == {"patient_id": "P001"}
-    text, calls = parse_tool_calls(
-        "Let me look.<|python_tag|>" + TOOL_CALL + '; {"name": "upload_report", "arguments": {"text": "ok"}}', names
+def test_llama3_tool_calls_are_parsed_by_sglangs_own_parser():
+    """The backend does not parse tool calls itself: SGLang's FunctionCallParser for --tool-call-parser does."""
+    import asyncio
+
+    tools = TOOLS + [{"type": "function", "function": {"name": "upload_report", "parameters": {"type": "object"}}}]
+    calls = asyncio.run(ToolCalls.for_request({"tools": tools}, "llama3"))
+    assert type(calls.parser).__module__ == "sglang.srt.function_call.function_call_parser"
+    text, found = calls.split(TOOL_CALL)
+    assert text == "" and found[0]["function"]["name"] == "get_patient_record"
+    assert json.loads(found[0]["function"]["arguments"]) == {"patient_id": "P001"}
+    text, found = calls.split(
+        "Let me look.<|python_tag|>" + TOOL_CALL + '; {"name": "upload_report", "arguments": {"text": "ok"}}'
     )
-    assert text == "Let me look." and [c["function"]["name"] for c in calls] == ["get_patient_record", "upload_report"]
-    assert parse_tool_calls("The patient has a fever.", names) == ("The patient has a fever.", [])
-    assert parse_tool_calls('{"name": "unknown_tool", "parameters": {}}', names)[1] == []
-    assert parse_tool_calls('{"name": "get_patient_record", "parameters": {', names)[1] == []
+    assert text == "Let me look." and [c["function"]["name"] for c in found] == ["get_patient_record", "upload_report"]
+    assert calls.split("The patient has a fever.") == ("The patient has a fever.", [])
+    assert calls.split('{"name": "unknown_tool", "parameters": {}}')[1] == []
+    assert calls.split('{"name": "get_patient_record", "parameters": {')[1] == []
+    assert asyncio.run(ToolCalls.for_request({"tools": tools, "tool_choice": "none"}, "llama3")) is None
+    assert asyncio.run(ToolCalls.for_request({"tools": tools}, None)) is None
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +73,14 @@ def tool_backend(tmp_path_factory):
 
 
 def test_tool_call_output_is_returned_as_tool_calls(tool_backend):
-    r = httpx.post(f"{tool_backend.url}/v1/chat/completions", json={**CHAT, "tools": TOOLS})
+    r = httpx.post(f"{tool_backend.url}/v1/chat/completions", json={**CHAT, "tools": TOOLS}, timeout=60)
     choice = r.json()["choices"][0]
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
     call = choice["message"]["tool_calls"][0]
     assert call["type"] == "function" and call["id"].startswith("call_")
     assert call["function"]["name"] == "get_patient_record"
     assert json.loads(call["function"]["arguments"]) == {"patient_id": "P001"}
-    plain = httpx.post(f"{tool_backend.url}/invocations", json=CHAT).json()["choices"][0]
+    plain = httpx.post(f"{tool_backend.url}/invocations", json=CHAT, timeout=60).json()["choices"][0]
     assert plain["message"]["content"] == TOOL_CALL and plain["message"]["tool_calls"] is None
 
 
@@ -82,6 +89,7 @@ def test_streamed_tool_call_arrives_as_a_tool_calls_delta(tool_backend):
         "POST",
         f"{tool_backend.url}/v1/chat/completions",
         json={**CHAT, "tools": TOOLS, "stream": True, "stream_options": {"include_usage": True}},
+        timeout=60,
     ) as r:
         events = [line.removeprefix("data: ") for line in r.iter_lines() if line]
     assert events[-1] == "[DONE]"
@@ -171,3 +179,58 @@ def test_tool_conversation_renders_with_the_llama3_template(model_backend):
         timeout=60,
     )
     assert r.status_code == 400 and "chat template" in r.json()["message"]
+
+
+LONG = " ".join(f"w{i}" for i in range(400))  # 400 tokens at 50 ms: 20 s of generation
+
+
+@pytest.fixture(scope="module")
+def slow_backend(tmp_path_factory):
+    """One generation at a time, 50 ms per token, at most one request waiting."""
+    port = free_port()
+    cmd = backend_cmd(port, fixed=LONG, extra=["--token-delay-ms", "50", "--max-queued-requests", "1"])
+    server = Server(cmd, port, log=tmp_path_factory.mktemp("logs") / "slow.log")
+    yield server.wait_ready()
+    server.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+def test_a_client_that_disconnects_frees_the_engine(slow_backend, stream):
+    """As SGLang does: the abandoned generation stops; the engine is idle long before the 400 tokens."""
+    before = metrics(slow_backend.url)["sglang:generation_tokens_total"]
+    abandon(slow_backend.url, {**CHAT, "max_tokens": 400, "stream": stream}, after=0.5)
+    wait_idle(slow_backend.url, within=5)
+    generated = metrics(slow_backend.url)["sglang:generation_tokens_total"] - before
+    assert 0 < generated < 100, generated
+
+
+def test_past_the_queue_limit_requests_get_503_streamed_ones_in_band(slow_backend):
+    """SGLang's --max-queued-requests: a refused non-streamed request is a 503; a streamed one is HTTP 200 whose
+    first event is the error (the front turns that into the real status, see test_front)."""
+    import threading
+
+    url = slow_backend.url
+    body = {**CHAT, "max_tokens": 40}
+    busy = [threading.Thread(target=httpx.post, args=(f"{url}/invocations",), kwargs={"json": body, "timeout": 60})]
+    busy.append(threading.Thread(target=httpx.post, args=(f"{url}/invocations",), kwargs={"json": body, "timeout": 60}))
+    busy[0].start()
+    wait_for(lambda: metrics(url)["sglang:num_running_reqs"] == 1)
+    busy[1].start()
+    wait_for(lambda: metrics(url)["sglang:num_queue_reqs"] == 1)
+    r = httpx.post(f"{url}/invocations", json=body, timeout=60)
+    assert r.status_code == 503 and r.json()["message"] == "The request queue is full."
+    with httpx.stream("POST", f"{url}/invocations", json={**body, "stream": True}, timeout=60) as r:
+        events = [line for line in r.iter_lines() if line]
+    assert r.status_code == 200
+    assert json.loads(events[0].removeprefix("data: "))["error"]["code"] == 503 and events[-1] == "data: [DONE]"
+    for t in busy:
+        t.join()
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)

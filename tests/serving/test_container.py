@@ -21,12 +21,20 @@ def _pins(path) -> dict[str, str]:
     return pins
 
 
-def test_base_image_is_a_pinned_sglang_tag_matching_the_manifest():
+def test_base_image_is_the_manifests_pinned_sglang_image():
+    """One SGLang version everywhere: the image tag, the manifest (flags, front), the parser that synth and the
+    tests use (Makefile SGLANG_VERSION, installed sglang). The tag names its CUDA, which the manifest records for
+    the endpoint's driver check (stacks/settings.py)."""
+    import importlib.metadata
+
+    manifest = load_manifest()
     dockerfile = (CONTAINER / "Dockerfile").read_text()
     image = re.search(r"^FROM\s+(\S+)", dockerfile, re.M).group(1)
-    repo, _, tag = image.partition(":")
-    assert repo == "lmsysorg/sglang" and tag != "latest"
-    assert tag.startswith(f"v{load_manifest()['version']}-")
+    assert image == f"{manifest['image']['repository']}:{manifest['image']['tag']}"
+    version, cuda = manifest["version"], manifest["image"]["cuda"]
+    assert manifest["image"]["tag"] == f"v{version}-cu{cuda.replace('.', '')}"
+    assert re.search(r"^SGLANG_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1) == version
+    assert importlib.metadata.version("sglang") == version
 
 
 def test_image_copies_the_files_serve_needs_and_runs_serve():

@@ -8,14 +8,25 @@ import time
 import httpx
 import pytest
 
-from tests.serving.helpers import ADAPTER_HEADER, Server, backend_cmd, free_port, front_cmd
+from tests.serving.helpers import (
+    ADAPTER_HEADER,
+    Server,
+    abandon,
+    backend_cmd,
+    free_port,
+    front_cmd,
+    metrics,
+    wait_idle,
+)
 
 CHAT = {"messages": [{"role": "user", "content": "fever cough and fatigue"}], "max_tokens": 12, "temperature": 0}
 
 
-def invoke(url: str, adapter: str | None = None, body: dict | None = None, **kw) -> httpx.Response:
-    headers = {ADAPTER_HEADER: adapter} if adapter else {}
-    return httpx.post(f"{url}/invocations", json=body or CHAT, headers=headers, timeout=60, **kw)
+def invoke(
+    url: str, adapter: str | None = None, body: dict | None = None, headers: dict | None = None
+) -> httpx.Response:
+    headers = {**({ADAPTER_HEADER: adapter} if adapter else {}), **(headers or {})}
+    return httpx.post(f"{url}/invocations", json=body or CHAT, headers=headers, timeout=60)
 
 
 def answer(r: httpx.Response) -> str:
@@ -122,8 +133,9 @@ def test_adapter_registration_with_bad_body_returns_400(front):
 
 
 def test_adapter_source_that_is_not_a_lora_adapter_is_refused(front, tiny_model, tmp_path):
+    (tmp_path / "file").write_text("not a directory")
     cases = {
-        tmp_path / "missing": "does not exist",
+        tmp_path / "file": "is not a directory",
         tiny_model: "not a LoRA adapter: no adapter_config.json",
         "s3://bucket/adapter.tar.gz": "s3:// and .tar.gz sources are not supported",
     }
@@ -182,3 +194,106 @@ def test_prompts_stay_out_of_logs_even_at_debug_level(model_backend, tiny_model,
         front.stop()
     assert "private" in front.output()  # the log is there, and names the adapter
     assert marker not in front.output() and marker not in model_backend.output()
+
+
+# --- the front frees the engine, bounds requests, checks names, passes real statuses (issue 16 item 2) ------
+
+LONG = " ".join(f"w{i}" for i in range(400))  # 400 tokens at 50 ms each: 20 s if nobody stops it
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory, tiny_adapters):
+    """A slow engine (one generation at a time, at most one waiting) behind its own front, with an adapter."""
+    logs = tmp_path_factory.mktemp("slow")
+    engine_port, port = free_port(), free_port()
+    engine = Server(
+        backend_cmd(engine_port, fixed=LONG, extra=["--token-delay-ms", "50", "--max-queued-requests", "1"]),
+        engine_port,
+        log=logs / "engine.log",
+    ).wait_ready()
+    front = Server(front_cmd(port, engine.url, "base"), port, log=logs / "front.log").wait_ready("/ping")
+    assert load(front.url, "clinical", tiny_adapters["clinical"]).status_code == 200
+    yield front, engine
+    front.stop()
+    engine.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+@pytest.mark.parametrize("adapter", [None, "clinical"], ids=["plain", "adapter"])
+def test_a_client_that_disconnects_frees_the_engine(slow, adapter, stream):
+    """Both paths (the plain fast path and the library's adapter route), streamed or not: the engine request goes
+    with the client, so the engine is idle again within seconds, far below the 20 s of the whole generation."""
+    front, engine = slow
+    before = metrics(engine.url)["sglang:generation_tokens_total"]
+    headers = {ADAPTER_HEADER: adapter} if adapter else {}
+    abandon(front.url, {**CHAT, "max_tokens": 400, "stream": stream}, after=0.5, headers=headers)
+    wait_idle(engine.url, within=5)
+    generated = metrics(engine.url)["sglang:generation_tokens_total"] - before
+    assert 0 < generated < 100, generated
+
+
+def test_an_engine_error_before_the_first_streamed_byte_gets_its_real_status(slow):
+    """SGLang refuses a request past --max-queued-requests with an in-band error event (HTTP 200) when it streams;
+    the front answers with the error's own status and body instead, like the non-streamed request gets."""
+    import threading
+
+    front, engine = slow
+    body = {**CHAT, "max_tokens": 40}
+    busy = [threading.Thread(target=invoke, args=(front.url,), kwargs={"body": body}) for _ in range(2)]
+    busy[0].start()
+    _wait(lambda: metrics(engine.url)["sglang:num_running_reqs"] == 1)
+    busy[1].start()
+    _wait(lambda: metrics(engine.url)["sglang:num_queue_reqs"] == 1)
+    try:
+        streamed = invoke(front.url, body={**body, "stream": True})
+        plain = invoke(front.url, body=body)
+    finally:
+        for t in busy:
+            t.join()
+    for r in (streamed, plain):
+        assert r.status_code == 503, r.text
+        assert "The request queue is full." in r.text
+    assert streamed.headers["content-type"] == "application/json"
+
+
+def test_requests_over_the_size_limits_are_refused_with_the_limit(model_backend, tmp_path):
+    port = free_port()
+    env = {"SM_FRONT_MAX_BODY_BYTES": "2000", "SM_FRONT_MAX_HEADER_BYTES": "4000"}
+    front = Server(front_cmd(port, model_backend.url, "base"), port, env=env, log=tmp_path / "front.log")
+    try:
+        front.wait_ready("/ping")
+        big = {**CHAT, "messages": [{"role": "user", "content": "x" * 3000}]}
+        r = invoke(front.url, body=big)
+        assert r.status_code == 413 and "at most 2000" in r.json()["detail"]
+
+        def chunks():  # no Content-Length: the front counts what arrives
+            yield json.dumps(big).encode()
+
+        r = httpx.post(f"{front.url}/invocations", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "exceeds 2000 bytes" in r.json()["detail"]
+        r = invoke(front.url, headers={"X-Amzn-SageMaker-Custom-Attributes": "a" * 5000})
+        assert r.status_code == 431 and "at most 4000" in r.json()["detail"]
+        r = httpx.post(f"{front.url}/adapters", json={"name": "n", "src": "/" + "p" * 3000}, timeout=30)
+        assert r.status_code == 413
+        assert invoke(front.url).status_code == 200  # within the limits
+    finally:
+        front.stop()
+
+
+@pytest.mark.parametrize("name", ["base:other", "a/b", "-lead", "x" * 64, "has space", ""])
+def test_adapter_names_are_checked_in_the_front(front, tiny_adapters, name):
+    """A name SGLang would misread (its ``<base>:<adapter>`` separator) or that cannot be an adapter name is
+    refused with 400 before anything reaches the engine."""
+    r = load(front.url, name, tiny_adapters["clinical"])
+    assert r.status_code == 400 and ("is not valid" if name else "cannot be an empty string") in r.text, r.text
+    if name:
+        r = invoke(front.url, adapter=name)
+        assert r.status_code == 400 and "is not valid" in r.json()["detail"]
+    assert "base:other" not in httpx.post(f"{front.url}/invocations", json=CHAT, timeout=60).text
+
+
+def _wait(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)

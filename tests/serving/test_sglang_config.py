@@ -133,8 +133,20 @@ def test_flags_come_in_a_stable_order(tmp_path):
         ),
         ({"SM_SGLANG_SPECULATIVE_ALGORITHM": "MEDUSA"}, "SM_SGLANG_SPECULATIVE_ALGORITHM: 'MEDUSA' is not one of"),
         (
-            {"SM_SGLANG_SPECULATIVE_NUM_STEPS": "3"},
+            {"SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH": "/", "SM_SGLANG_SPECULATIVE_NUM_STEPS": "3"},
             "missing SM_SGLANG_SPECULATIVE_EAGLE_TOPK, SM_SGLANG_SPECULATIVE_NUM_DRAFT_TOKENS",
+        ),
+        (
+            {"SM_SGLANG_SPECULATIVE_ALGORITHM": "NGRAM", "SM_SGLANG_SPECULATIVE_EAGLE_TOPK": "4"},
+            "SM_SGLANG_SPECULATIVE_EAGLE_TOPK: NGRAM does not use --speculative-eagle-topk",
+        ),
+        (
+            {"SM_SGLANG_SPECULATIVE_ALGORITHM": "NGRAM", "SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH": "/"},
+            "SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH: NGRAM uses no draft model",
+        ),
+        (
+            {"SM_SGLANG_SPECULATIVE_ALGORITHM": "STANDALONE", "SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH": "/"},
+            "SM_SGLANG_SPECULATIVE_ALGORITHM: STANDALONE speculative decoding does not work with LoRA",
         ),
         (SPEC, "SM_SGLANG_SPECULATIVE_NUM_STEPS: speculative sizes need SM_SGLANG_SPECULATIVE_DRAFT_MODEL_PATH"),
     ],
@@ -142,6 +154,22 @@ def test_flags_come_in_a_stable_order(tmp_path):
 )
 def test_invalid_setting_is_refused_naming_it(env, expected):
     assert expected in error(env)
+
+
+def test_ngram_needs_no_draft_and_takes_any_of_its_sizes():
+    args = flags({"SM_SGLANG_SPECULATIVE_ALGORITHM": "NGRAM", "SM_SGLANG_SPECULATIVE_NUM_DRAFT_TOKENS": "8"})
+    assert value_of(args, "--speculative-algorithm") == ["NGRAM"]
+    assert value_of(args, "--speculative-num-draft-tokens") == ["8"]
+    assert "--speculative-num-steps" not in args and "--speculative-draft-model-path" not in args
+
+
+def test_errors_name_the_variable_that_caused_them():
+    with pytest.raises(ConfigError) as e:
+        engine_config({"SM_SGLANG_NOT_A_FLAG": "1", "SM_SGLANG_MAX_LORA_RANK": "x"}, MANIFEST)
+    assert [source for source, _ in e.value.errors] == ["SM_SGLANG_NOT_A_FLAG", "SM_SGLANG_MAX_LORA_RANK"]
+    cfg = engine_config({"SM_SGLANG_MEM_FRACTION_STATIC": "0.8"}, MANIFEST)
+    assert cfg.sources["mem-fraction-static"] == "SM_SGLANG_MEM_FRACTION_STATIC"
+    assert cfg.sources["tool-call-parser"] == "default"
 
 
 def test_every_invalid_setting_is_reported_at_once():

@@ -29,8 +29,7 @@ INPUTS = dict(
     model_package_group="clinical-diagnosis-llama",
     mlflow_arn="arn:aws:sagemaker:us-east-1:111111111111:mlflow-app/app-abc",
     mlflow_experiment="clinical-diagnosis",
-    training_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-gpu-py311",
-    processing_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-cpu-py311",
+    image="111111111111.dkr.ecr.us-east-1.amazonaws.com/cdk-hnb659fds-container-assets:abc",
     base_model_id="meta-llama/Llama-3.2-3B-Instruct",
     preprocess_instance_type="ml.m5.xlarge",
     training_instance_type="ml.g5.2xlarge",
@@ -55,25 +54,18 @@ EXPRESSIONS = {"Get", "Std:Join", "Std:JsonGet"}
 
 
 KMS = "arn:aws:kms:us-east-1:111111111111:key/k"
-TOKENS = dict(
-    role_arn="${Token[TOKEN.101]}",
-    source_uri="s3://${Token[TOKEN.102]}/${Token[TOKEN.103]}.tar.gz",
-    dataset_uri="${Token[TOKEN.104]}",
-    output_uri="s3://${Token[TOKEN.105]}/out",
-    mlflow_arn="${Token[TOKEN.106]}",
-    model_package_group="${Token[TOKEN.107]}",
-)
-# Everything the default build leaves out, in one build: on-demand, VPC + key, base model in S3,
-# the caller's model card, CloudFormation tokens.
+# Everything the default build leaves out, in one build: on-demand, VPC + key (with a local-NVMe training and
+# evaluation instance), base model in S3, the caller's model card, no MLflow.
 VARIANT = {
     **INPUTS,
-    **TOKENS,
     "use_spot": False,
     "kms_key_arn": KMS,
+    "instance_storage": ["ml.g5.2xlarge", "ml.g5.xlarge"],
     "subnets": ["subnet-a", "subnet-b"],
     "security_group_ids": ["sg-1"],
     "base_model_id": "s3://artifacts-bucket/models/llama/",
-    "model_card_content": '{"model_overview": {"model_description": "x"}}',
+    "model_card_content": '{"model_overview": {"model_creator": "x"}}',
+    "mlflow_arn": None,
 }
 
 
@@ -208,8 +200,65 @@ def test_register_creates_a_pending_package_with_metrics_and_model_card(definiti
     card = json.loads(args["ModelCard"]["ModelCardContent"])
     assert card["intended_uses"]["risk_rating"] == "High"
     assert json.loads(steps(variant)["Register"]["Arguments"]["ModelCard"]["ModelCardContent"]) == {
-        "model_overview": {"model_description": "x"}
+        "model_overview": {"model_creator": "x"}
     }
+
+
+def test_the_default_package_card_follows_the_model_package_card_schema(definition):
+    import jsonschema
+
+    from stacks.constructs.model_registry import MODEL_PACKAGE_CARD_SCHEMA
+
+    card = json.loads(steps(definition)["Register"]["Arguments"]["ModelCard"]["ModelCardContent"])
+    jsonschema.validate(card, MODEL_PACKAGE_CARD_SCHEMA)
+    assert set(card["model_overview"]) <= {"model_creator", "model_artifact"}
+
+
+def test_the_package_records_the_pipeline_execution_and_the_mlflow_run(definition, variant):
+    """Lineage: the execution ARN (metadata and a customer property) and the MLflow run id that evaluate.py reports
+    (the training run), read from the Evaluate step's report."""
+    args = steps(definition)["Register"]["Arguments"]
+    execution = {"Get": "Execution.PipelineExecutionArn"}
+    assert args["MetadataProperties"] == {"GeneratedBy": execution}
+    assert args["CustomerMetadataProperties"][pipeline.LINEAGE_EXECUTION] == execution
+    assert args["CustomerMetadataProperties"][pipeline.LINEAGE_MLFLOW_RUN] == {
+        "Std:JsonGet": {
+            "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
+            "Path": "mlflow_run_id",
+        }
+    }
+    # Without MLflow there is no run to record (an empty property would be refused).
+    assert pipeline.LINEAGE_MLFLOW_RUN not in steps(variant)["Register"]["Arguments"]["CustomerMetadataProperties"]
+
+
+def test_the_run_id_path_is_what_evaluate_py_writes(monkeypatch):
+    evaluate = load_program("evaluate", monkeypatch)
+    source = (TRAINING / "evaluate.py").read_text()
+    assert f'"{pipeline.RUN_ID_PATH}":' in source and evaluate.EVALUATION_FILE == pipeline.EVALUATION_FILE
+
+
+def test_jobs_on_local_nvme_instances_get_no_volume_key(variant):
+    """SageMaker refuses VolumeKmsKeyId on instance types with local storage (g5 here); preprocess on m5 keeps it."""
+    s = steps(variant)
+    assert "VolumeKmsKeyId" not in s["FineTune"]["Arguments"]["ResourceConfig"]
+    assert "VolumeKmsKeyId" not in s["Evaluate"]["Arguments"]["ProcessingResources"]["ClusterConfig"]
+    assert s["Preprocess"]["Arguments"]["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == KMS
+    assert s["FineTune"]["Arguments"]["OutputDataConfig"]["KmsKeyId"] == KMS  # outputs stay encrypted
+
+
+def test_every_step_runs_the_one_training_image_and_installs_nothing(definition):
+    s = steps(definition)
+    assert s["FineTune"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"] == INPUTS["image"]
+    for name in ("Preprocess", "Evaluate"):
+        app = s[name]["Arguments"]["AppSpecification"]
+        assert app["ImageUri"] == INPUTS["image"]
+        assert "pip install" not in " ".join(app["ContainerEntrypoint"])
+    assert not (TRAINING / "requirements.txt").exists()  # the training toolkit would pip-install it at job start
+
+
+def test_unresolved_tokens_are_refused_naming_the_input():
+    with pytest.raises(ValueError, match="role_arn: .* unresolved token"):
+        build_definition(**{**INPUTS, "role_arn": "${Token[TOKEN.1]}"})
 
 
 def test_parameters_caching_retries_checkpoints_and_mlflow(definition):
@@ -221,10 +270,7 @@ def test_parameters_caching_retries_checkpoints_and_mlflow(definition):
         "Parameters.LoraAlpha": 32,
         "Parameters.Epochs": 3,
         "Parameters.LearningRate": 2e-4,
-        "Parameters.PreprocessInstanceType": "ml.m5.xlarge",
-        "Parameters.TrainingInstanceType": "ml.g5.2xlarge",
         "Parameters.TrainingInstanceCount": 2,
-        "Parameters.EvaluateInstanceType": "ml.g5.xlarge",
         "Parameters.AccuracyThreshold": 0.6,
     }
     s = steps(definition)
@@ -272,12 +318,11 @@ def test_network_and_encryption_when_a_vpc_and_a_key_are_given(variant, definiti
     train = s["FineTune"]["Arguments"]
     assert train["VpcConfig"] == {"Subnets": ["subnet-a", "subnet-b"], "SecurityGroupIds": ["sg-1"]}
     assert train["EnableInterContainerTrafficEncryption"] is True
-    assert train["ResourceConfig"]["VolumeKmsKeyId"] == kms and train["OutputDataConfig"]["KmsKeyId"] == kms
+    assert train["OutputDataConfig"]["KmsKeyId"] == kms
     for name in ("Preprocess", "Evaluate"):
         args = s[name]["Arguments"]
         assert args["NetworkConfig"]["VpcConfig"] == {"Subnets": ["subnet-a", "subnet-b"], "SecurityGroupIds": ["sg-1"]}
         assert args["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
-        assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == kms
         assert args["ProcessingOutputConfig"]["KmsKeyId"] == kms
     plain = steps(definition)
     assert "VpcConfig" not in plain["FineTune"]["Arguments"] and "NetworkConfig" not in plain["Evaluate"]["Arguments"]
@@ -287,16 +332,6 @@ def test_only_the_given_buckets_are_referenced(definition):
     uris = [v for v in strings(definition) if v.startswith("s3://")]
     assert uris and {u.split("/")[2] for u in uris} <= BUCKETS
     assert not any("sagemaker-us-east-1" in v for v in strings(definition))
-
-
-def test_cloudformation_tokens_pass_through_untouched(variant, variant_text):
-    for name, step in steps(variant).items():
-        if step["Type"] in ("Processing", "Training"):
-            assert step["Arguments"]["RoleArn"] == TOKENS["role_arn"], name
-    assert steps(variant)["Register"]["Arguments"]["ModelPackageGroupName"] == TOKENS["model_package_group"]
-    for token in TOKENS.values():
-        assert json.dumps(token)[1:-1] in variant_text
-    assert "standin" not in variant_text
 
 
 # Run in a fresh interpreter, so that importing the SDK is covered too: any socket connection or
@@ -356,7 +391,7 @@ def test_evaluate_arguments_are_flags_evaluate_py_accepts(definition, monkeypatc
     argv = [str(resolve(a, parameter_defaults(definition))) for a in app["ContainerArguments"]]
     args = load_program("evaluate", monkeypatch).parse_args(argv)
     assert args.base_model == "meta-llama/Llama-3.2-3B-Instruct" and args.model_dir == "/opt/ml/processing/model"
-    assert "pip install" in app["ContainerEntrypoint"][2] and "evaluate.py" in app["ContainerEntrypoint"][2]
+    assert "evaluate.py" in app["ContainerEntrypoint"][2]
 
 
 def test_a_base_model_in_s3_is_an_input_of_training_and_evaluation(variant):

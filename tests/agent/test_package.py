@@ -1,0 +1,99 @@
+"""The AgentCore package as built for the runtime (linux/arm64) and for this machine (same code path):
+bytecode for every module, deterministic, only what runs, within AgentCore's size limit."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+import marshal
+from pathlib import Path
+
+import pytest
+
+from stacks.constructs import agent_package as pkg
+
+# Left out of the package; each must stay out (see EXCLUDED in stacks/constructs/agent_package.py).
+MUST_BE_ABSENT = [
+    "boto3-stubs",
+    "botocore-stubs",
+    "grpc",
+    "databricks/sdk",
+    "google/auth",
+    "pyasn1",
+    "pyasn1_modules",
+    "mlflow/server",
+    "mlflow/store/db_migrations",
+    "botocore/data/ec2",
+    "botocore/data/bedrock-runtime",
+]
+MUST_BE_PRESENT = ["agent/app.py", "main.py", "bin/opentelemetry-instrument", "botocore/data/sagemaker-runtime"]
+
+
+@pytest.fixture(scope="module")
+def arm64_package() -> Path:
+    deps = pkg.ensure_dependencies(pkg.AGENT_DIR / "requirements.txt")
+    return pkg.ensure_package(pkg.AGENT_DIR, deps)
+
+
+def test_package_ships_no_stubs_tests_or_unreached_code(arm64_package):
+    for path in MUST_BE_ABSENT:
+        assert not (arm64_package / path).exists(), f"{path} is back in the package"
+    assert not list(arm64_package.glob("**/*.pyi")) and not list(arm64_package.glob("*/tests/*.py"))
+    for path in MUST_BE_PRESENT:
+        assert (arm64_package / path).exists(), path
+    assert all("aarch64" in p.name for p in arm64_package.glob("pydantic_core/*.so"))
+
+
+def test_every_module_has_unchecked_hash_bytecode_for_python_311(arm64_package):
+    sources = list(arm64_package.rglob("*.py"))
+    assert len(sources) > 1000
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
+        assert pyc.is_file(), f"no bytecode for {source.relative_to(arm64_package)}"
+    header = (arm64_package / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes()[:8]
+    assert (
+        header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01
+    )  # hash, unchecked
+
+
+def test_two_builds_are_byte_identical(arm64_package, tmp_path):
+    deps = pkg.ensure_dependencies(pkg.AGENT_DIR / "requirements.txt")
+    again = tmp_path / "again"
+    pkg.build_package(pkg.AGENT_DIR, deps, again)
+    comparison = filecmp.dircmp(arm64_package, again)
+    files = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(arm64_package) for p in arm64_package.rglob("*") if p.is_file())
+    _, mismatch, errors = filecmp.cmpfiles(arm64_package, again, [str(f) for f in files], shallow=False)
+    assert mismatch == [] and errors == [], comparison.report
+
+
+def test_package_is_within_agentcore_limits(arm64_package):
+    size = pkg.package_size(arm64_package)
+    assert size <= pkg.MAX_UNPACKED_BYTES  # 750 MB unzipped (AgentCore); the 60 MB target is bench/agent.py's
+
+
+def test_exporters_pure_python_parts_are_shipped_and_load(arm64_package):
+    """The modules the two exporters need are in the arm64 package with loadable bytecode, and the entry
+    points that wire them (ADOT's distro and configurator, the MLflow plugin's ARN handlers) are declared."""
+    modules = [
+        "amazon/opentelemetry/distro/aws_opentelemetry_configurator",
+        "amazon/opentelemetry/distro/aws_opentelemetry_distro",
+        "opentelemetry/exporter/otlp/proto/http/trace_exporter/__init__",
+        "opentelemetry/instrumentation/auto_instrumentation/sitecustomize",
+        "sagemaker_mlflow/auth_provider",
+        "sagemaker_mlflow/mlflow_sagemaker_store",
+        "mlflow/tracing/export/mlflow_v3",
+        "mlflow/strands/autolog",
+        "agent/telemetry",
+    ]
+    for module in modules:
+        source = arm64_package / f"{module}.py"
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
+        assert source.is_file(), module
+        code = marshal.loads(pyc.read_bytes()[16:])
+        assert code.co_filename.endswith(f"{module}.py")
+    entry_points = "\n".join(p.read_text() for p in arm64_package.glob("*.dist-info/entry_points.txt"))
+    assert "aws_distro = amazon.opentelemetry.distro.aws_opentelemetry_distro" in entry_points
+    assert "aws_configurator = amazon.opentelemetry.distro.aws_opentelemetry_configurator" in entry_points
+    assert "arn = sagemaker_mlflow.auth_provider:AuthProvider" in entry_points
+    assert "arn = sagemaker_mlflow.mlflow_sagemaker_store:MlflowSageMakerStore" in entry_points

@@ -1,0 +1,77 @@
+"""The Makefile's promises, checked against the real tools: the audit's FAIL_ON values are the ones the pinned CDK
+CLI accepts, offline targets never probe EC2 metadata while `deploy` keeps the normal credential chain, and a
+deploy without a Docker daemon stops with a clear message before anything is synthesized or uploaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.infra.conftest import ROOT
+from tools import audit_diff, exec_policy
+
+
+def run(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_fail_on_offers_exactly_what_the_pinned_cli_accepts():
+    help_text = run(str(ROOT / "node_modules/.bin/cdk"), "diff", "--help").stdout
+    choices = re.search(r"--fail-on.*?\[choices: ([^\]]+)\]", help_text, re.S).group(1)
+    assert set(audit_diff.FAIL_ON) == set(re.findall(r'"([\w-]+)"', choices))
+
+
+def test_the_audit_runs_the_real_cli_with_fail_on_broadening():
+    """`make diff ENV=dev FAIL_ON=broadening`: the CLI accepts the value and the synth equals the baseline."""
+    proc = run("make", "--no-print-directory", "diff", "ENV=dev", "FAIL_ON=broadening", timeout=1200)
+    assert "Invalid values" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_only_offline_targets_disable_the_ec2_metadata_credential_probe():
+    dry = {t: run("make", "-n", "--no-print-directory", t, "ENV=dev").stdout for t in ("synth", "test", "diff")}
+    for target, commands in dry.items():
+        assert "AWS_EC2_METADATA_DISABLED=true" in commands, target
+    deploy = run("make", "-n", "--no-print-directory", "deploy", "ENV=dev").stdout
+    assert "cdk deploy" in deploy.replace("node_modules/.bin/", "") and "AWS_EC2_METADATA_DISABLED" not in deploy
+    assert "AWS_EC2_METADATA_DISABLED" not in (ROOT / "Makefile").read_text().split("OFFLINE :=")[0]
+
+
+def test_deploy_without_a_docker_daemon_stops_with_a_clear_message(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    (fake / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    proc = run("make", "--no-print-directory", "deploy-preflight", "ENV=dev", env=env)
+    assert proc.returncode != 0
+    assert "no Docker daemon is reachable" in proc.stderr and "start Docker" in proc.stderr
+
+
+def test_the_committed_execution_policy_is_generated_from_the_templates(stages, assembly_dir):
+    """docs/cfn-exec-policy.json cannot drift: it is what the current templates need (`make exec-policy`)."""
+    committed = json.loads((ROOT / "docs/cfn-exec-policy.json").read_text())
+    assert committed == exec_policy.policy(Path(assembly_dir))
+    tooling = json.loads((ROOT / "docs/cfn-exec-policy-tooling.json").read_text())
+    assert tooling == exec_policy.policy(Path(assembly_dir), tooling=True)
+    assert {"codepipeline:*", "codebuild:*"} <= set(tooling["Statement"][0]["Action"])
+    actions = set(committed["Statement"][0]["Action"])
+    # Services the hand-written list missed: weak references read the producing stack; queues; traces.
+    assert {"cloudformation:DescribeStacks", "sqs:*", "xray:*", "bedrock-agentcore:*", "sagemaker:*"} <= actions
+    assert "*" not in actions and "docs/cfn-exec-policy.json" in (ROOT / "docs/delivery.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "kind,expected",
+    [
+        ("AWS::ApplicationAutoScaling::ScalableTarget", "application-autoscaling:*"),
+        ("Custom::X", "lambda:InvokeFunction"),
+    ],
+)
+def test_each_resource_type_maps_to_its_service_prefix(kind, expected):
+    assert exec_policy.actions_for({"Resources": {"R": {"Type": kind}}}) == {expected}
