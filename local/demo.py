@@ -141,7 +141,9 @@ def agent_spec() -> dict[str, Any]:
     model = SageMakerAIModel(
         endpoint_config={"endpoint_name": ENDPOINT, "region_name": "us-east-1"}, payload_config={"max_tokens": 1}
     )
-    body = json.loads(model.format_request([{"role": "user", "content": [{"text": "?"}]}], specs, SYSTEM_PROMPT)["Body"])
+    body = json.loads(
+        model.format_request([{"role": "user", "content": [{"text": "?"}]}], specs, SYSTEM_PROMPT)["Body"]
+    )
     return {"system_prompt": body["messages"][0]["content"], "tools": body["tools"]}
 
 
@@ -330,7 +332,13 @@ class Demo:
         adapter = self.step(
             "train",
             f"LoRA fine-tune ({s.max_steps} steps, rank {s.lora_rank})",
-            {"code": training_code, "data": data["sha"], "base": base["sha"], "steps": s.max_steps, "rank": s.lora_rank},
+            {
+                "code": training_code,
+                "data": data["sha"],
+                "base": base["sha"],
+                "steps": s.max_steps,
+                "rank": s.lora_rank,
+            },
             lambda: self._train(base, data, mlflow_env()),
         )
         evaluation = self.step(
@@ -671,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(**vars(args))
     os.environ.update(QUIET)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # the sagemaker-mlflow plugin warns on every request to a non-ARN tracking URI: harmless here
+    logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
     demo = Demo(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

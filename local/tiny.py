@@ -305,6 +305,7 @@ def pretrain_tiny_model(
     sample = rng.sample(list(corpus), min(600, len(corpus)))
     texts = [render(plain, d["messages"], d.get("tools"), _random_date(rng)) for d in sample]
     tok = build_tiny_tokenizer(out, corpus=texts, vocab_size=s.vocab_size)
+
     def short_text(kind: str, chat: list[dict]) -> str:
         text = render(tok, chat, None, _random_date(rng))
         if kind == "patient":  # the shortest: not even the template's system header

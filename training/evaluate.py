@@ -24,6 +24,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from clinical import extract_diagnosis, normalize_diagnosis
 from jobenv import default, jsonl_files, require_dir
@@ -149,6 +150,7 @@ def load_model(args, scratch: Path):
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model: Any
     if args.base_only:
         model = AutoModelForCausalLM.from_pretrained(args.base_model, dtype=dtype)
         return model.to(device).eval(), AutoTokenizer.from_pretrained(args.base_model), {}

@@ -34,7 +34,6 @@ from clinical import (
     case_request,
     diagnostic_report,
     to_example,
-    user_prompt,
     validate_record,
 )
 
@@ -235,7 +234,10 @@ MAX_PATIENT = 60  # patient ids P-000001..P-000060: the synthetic patient table 
 
 
 def _call(name: str, arguments: dict) -> dict:
-    return {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": name, "arguments": arguments}}]}
+    return {
+        "role": "assistant",
+        "tool_calls": [{"type": "function", "function": {"name": name, "arguments": arguments}}],
+    }
 
 
 def _notes(rng: random.Random, record: dict, symptoms: list[str]) -> str:
@@ -282,9 +284,14 @@ def make_transcript(rng: random.Random, index: int, spec: dict) -> dict:
             {"role": "tool", "content": json.dumps({"found": True, "record": patient}, ensure_ascii=False)},
             _call("diagnose", {"case": patient_id}),  # a structured case: the tool reads it as the request gave it
             {"role": "tool", "content": answer},
-            _call("upload_diagnostic_report", {"patient_id": patient_id, "report": diagnostic_report(patient_id, answer)}),
+            _call(
+                "upload_diagnostic_report", {"patient_id": patient_id, "report": diagnostic_report(patient_id, answer)}
+            ),
             {"role": "tool", "content": _report_uri(rng, patient_id)},
-            {"role": "assistant", "content": f"{answer.splitlines()[-1]}\nThe diagnostic report for {patient_id} is stored."},
+            {
+                "role": "assistant",
+                "content": f"{answer.splitlines()[-1]}\nThe diagnostic report for {patient_id} is stored.",
+            },
         ],
     }
 

@@ -251,7 +251,9 @@ def test_the_corpus_holds_agent_conversations_and_cases_never_answered_with_thei
         assert calls[2]["arguments"]["report"].endswith(assessment + "\n")
         assert d["messages"][-1]["content"].startswith(assessment.splitlines()[-1])
     # the base model reads cases and assessments, but (almost) never a case with its own diagnosis
-    matching = sum(extract_diagnosis(d["messages"][2]["content"]) in d["messages"][1]["content"].lower() for d in unpaired)
+    matching = sum(
+        extract_diagnosis(d["messages"][2]["content"]) in d["messages"][1]["content"].lower() for d in unpaired
+    )
     assert all(d["messages"][0]["content"] == SUPER_PROMPT for d in unpaired)
     assert matching < len(unpaired) / 2
 
