@@ -18,7 +18,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup graphviz synth test check format bench diff deploy deploy-preflight snapshot diagram demo \
-	mlflow-ui lint clean rules exec-policy bootstrap weights data train approve ask status destroy cost
+	mlflow-ui lint clean rules exec-policy bootstrap weights data train approve pin ask status destroy cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,19 +77,19 @@ bench: setup ## run the benchmarks (ratios measured in one run)
 snapshot: setup ## refresh the reviewed baselines in baselines/ (review the diff!)
 	$(OFFLINE) $(PY) -m tools.baselines --update
 
-diff: setup ## audit: ENV's synth against its baseline (FAIL_ON=never|any-change|broadening|destructive gates)
-	$(OFFLINE) $(PY) -m tools.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
+diff: setup ## audit: ENV's synth against its baseline (FAIL_ON=never|any-change|broadening|destructive; PIN=lock file)
+	$(OFFLINE) $(PY) -m tools.audit_diff --env $(ENV) $(if $(FAIL_ON),--fail-on $(FAIL_ON)) $(if $(PIN),--models-lock "$$PIN")
 
-deploy-preflight: setup ## what a deploy needs on this machine: a Docker daemon and a login to the training base registry
+deploy-preflight: setup ## what a deploy needs here: a Docker daemon (and a login to the training base registry)
 	@docker info >/dev/null 2>&1 || { echo "make deploy builds the SGLang and training images with Docker at publish" \
 		"time, and no Docker daemon is reachable here: start Docker (or deploy through the delivery pipeline," \
 		"which builds them in CodeBuild)." >&2; exit 1; }
-	@registry=$$($(PY) -c 'from stacks.settings import load_environment as l; \
-		print(l("$(ENV)").training.base_image.split("/")[0])'); \
-		region=$$(echo $$registry | cut -d. -f4); \
+	@registry=$$($(PY) -c 'from stacks.settings import load_environment as l; t = l("$(ENV)").training; \
+		print(t.base_image.split("/")[0] if t else "")'); \
+		[ -z "$$registry" ] || { region=$$(echo $$registry | cut -d. -f4); \
 		aws ecr get-login-password --region $$region | docker login --username AWS --password-stdin $$registry \
 		>/dev/null || { echo "cannot log in to $$registry (the PyTorch DLC the training image is built FROM):" \
-		"check your AWS credentials" >&2; exit 1; }
+		"check your AWS credentials" >&2; exit 1; }; }
 
 deploy: deploy-preflight ## deploy one environment directly: make deploy ENV=dev (needs credentials for its account)
 	$(CDK) deploy "$$($(PY) -c 'from stacks.settings import load_environment as l; print(l("$(ENV)").stage_id)')/*" \
@@ -128,6 +128,9 @@ train: setup ## start the fine-tuning pipeline and follow it (PARAMS="Epochs=2 .
 
 approve: setup ## review the candidate model version and approve it (VERSION=n, YES=1)
 	$(OPS) approve --env $(ENV) $(if $(VERSION),--version $(VERSION)) $(if $(YES),--yes) $(ARGS)
+
+pin: setup ## pin the registry's highest approved version in config/models.lock.json (ENV: the one that trains)
+	$(OPS) pin --env $(ENV) $(if $(OUTPUT),--output "$$OUTPUT") $(ARGS)
 
 ask: setup ## ask the deployed agent: PROMPT="..." or CASE=file.json (NEW_SESSION=1 starts a new session)
 	$(OPS) ask --env $(ENV) $(if $(PROMPT),--prompt "$$PROMPT") $(if $(CASE),--case "$$CASE") \

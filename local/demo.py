@@ -10,10 +10,13 @@
 4. LoRA fine-tune, tracked in MLflow                  training/train.py (progress: step, loss, time left)
 5. evaluate on the held-out split, before and after   training/evaluate.py (--base-only, then the adapter)
 6. the quality gate (the environment's training.accuracy_threshold), then register the model version
-   in MLflow's registry with the model card; below the threshold nothing is registered or served
+   in MLflow's registry with the model card and pin it: its archive, SHA-256 and lineage in the demo's
+   own model lock (<workdir>/models.lock.json, the format of config/models.lock.json); below the
+   threshold nothing is registered, pinned or served
 7. serve and ask: a local S3 + DynamoDB (moto, synthetic patients), the CPU backend behind the
-   same SageMaker front as the container, the adapter loaded through POST /adapters, the SageMaker
-   runtime emulator, and the agent app — then the seed case goes in as a structured request. The
+   same SageMaker front as the container, the pinned adapter (its archive checked against the pin, as
+   each environment's copy is) loaded through POST /adapters, the SageMaker runtime emulator, and the
+   agent app — then the seed case goes in as a structured request. The
    agent loop runs on the base model (it learned the tools in step 1), ``diagnose`` on the adapter.
 
 Every step is cached by a fingerprint of its inputs (code, settings, upstream outputs) in
@@ -33,12 +36,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from stacks.settings import LOCK_FILE, AdapterPin, load_model_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -79,6 +85,14 @@ PRETRAINING = {"patient_steps": 250, "drill_steps": 250, "conversation_steps": 1
 
 class GateFailed(RuntimeError):
     """The evaluation is below the quality gate's threshold: nothing is registered or served."""
+
+
+class AgentFailed(RuntimeError):
+    """The agent app answered the seed case with an error status."""
+
+    def __init__(self, status: int, body: str):
+        super().__init__(f"the agent answered {status}: {body}")
+        self.status, self.body = status, body
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,13 @@ def accuracy_threshold(environment: str) -> float:
     """The environment's configured quality gate (config/<environment>.yaml, training.accuracy_threshold)."""
     from stacks.settings import load_environment
 
-    return load_environment(environment).training.accuracy_threshold
+    training = load_environment(environment).training
+    if training is None:
+        raise SystemExit(
+            f"error: --environment {environment}: config/{environment}.yaml has no training: section (that "
+            "environment trains nothing), so it has no accuracy gate; name the environment that trains (dev)"
+        )
+    return training.accuracy_threshold
 
 
 def agent_spec() -> dict[str, Any]:
@@ -287,6 +307,7 @@ class Demo:
 
     def run(self) -> dict:
         s, w = self.s, self.work
+        threshold = accuracy_threshold(s.environment)  # before any work: an environment without a gate fails now
         training_code = _hash_tree(ROOT / "training")
         mlflow_env = lambda: {"MLFLOW_TRACKING_URI": self.mlflow(), "MLFLOW_EXPERIMENT_NAME": "clinical-diagnosis-demo"}  # noqa: E731
 
@@ -347,11 +368,16 @@ class Demo:
             {"code": training_code, "adapter": adapter["sha"], "base": base["sha"], "samples": s.eval_samples},
             lambda: self._evaluate(base, data, adapter, mlflow_env()),
         )
-        threshold = accuracy_threshold(s.environment)
         registered = self.step(
             "register",
-            f"quality gate ({s.environment}: accuracy >= {threshold}), then register the model version",
-            {"adapter": adapter["sha"], "evaluation": evaluation, "card": MODEL_CARD, "threshold": threshold},
+            f"quality gate ({s.environment}: accuracy >= {threshold}), then register and pin the model version",
+            {
+                "adapter": adapter["sha"],
+                "evaluation": evaluation,
+                "card": MODEL_CARD,
+                "threshold": threshold,
+                "rank": s.lora_rank,
+            },
             lambda: self.register_if_passing(adapter, evaluation, threshold),
         )
         serving_code = _hash_tree(
@@ -359,9 +385,9 @@ class Demo:
         )
         answer = self.step(
             "ask",
-            "serve the adapter and ask the agent the seed case",
-            {"code": serving_code, "adapter": adapter["sha"], "base": base["sha"], "case": SEED_CASE},
-            lambda: self.serve_and_ask(base["path"], adapter["path"]),
+            "serve the pinned adapter and ask the agent the seed case",
+            {"code": serving_code, "pin": registered["pin"], "base": base["sha"], "case": SEED_CASE},
+            lambda: self.serve_and_ask(base["path"]),
             force=s.keep_running,  # the services must be up to talk to
         )
         return {"registered": registered, "evaluation": evaluation, "threshold": threshold, **answer}
@@ -493,16 +519,62 @@ class Demo:
             },
             await_creation_for=0,  # a local store creates it at once; no "waiting" chatter
         )
+        pin = self._pin(adapter, int(version.version), run_id)
         return {
             "model": MODEL_NAME,
             "version": version.version,
             "run_id": run_id,
             "tracking_uri": uri,
             "experiment_id": client.get_run(run_id).info.experiment_id,
+            "lock": str(self.lock_path),
+            "pin": pin.model_dump(mode="json", exclude_none=True),
         }
 
-    def serve_and_ask(self, base: str, adapter: str | None) -> dict:
-        """Serve ``base`` (and ``adapter``, for ``diagnose``) and ask the agent the seed case; what it did."""
+    @property
+    def lock_path(self) -> Path:
+        """The demo's own model lock (never the committed config/models.lock.json)."""
+        return self.work / LOCK_FILE
+
+    def _pin(self, adapter: dict, version: int, run_id: str | None) -> AdapterPin:
+        """The registered version as the demo's pin: its archive (deterministic .tar.gz), SHA-256 and lineage, in the
+        format of config/models.lock.json (a ``models:/`` registry version and a ``file://`` archive: local only)."""
+        from ops.pin import write
+        from stacks.constructs.source_archive import archive_bytes
+
+        data = archive_bytes(Path(adapter["path"]))
+        archive = self.work / "registry" / f"{MODEL_NAME}-{version}.tar.gz"
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        archive.write_bytes(data)
+        pin = AdapterPin(
+            name=ADAPTER,
+            base=BASE_COMPONENT,
+            model_package=f"models:/{MODEL_NAME}/{version}",
+            model_package_version=version,
+            source_uri=archive.as_uri(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            lora_rank=self.s.lora_rank,
+            mlflow_run_id=run_id,
+        )
+        write(load_model_lock(self.lock_path).with_pin(ADAPTER, pin), self.lock_path)
+        return pin
+
+    def _pinned_copy(self) -> AdapterPin:
+        """The pinned adapter, unpacked from its archive once the archive's SHA-256 is the pin's (as each
+        environment's Custom::AdapterCopy checks its copy)."""
+        pin = next((a for a in load_model_lock(self.lock_path).adapters if a.name == ADAPTER), None)
+        if pin is None:
+            raise RuntimeError(f"{self.lock_path} pins no {ADAPTER}: run the register step again (--fresh)")
+        archive = Path(pin.source_uri.removeprefix("file://"))
+        if hashlib.sha256(archive.read_bytes()).hexdigest() != pin.sha256:
+            raise RuntimeError(f"{archive} is not the pinned archive (sha256 {pin.sha256}): run with --fresh")
+        target = self.work / "serving" / pin.artifact_key.removesuffix(".tar.gz")
+        shutil.rmtree(target, ignore_errors=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        return pin.model_copy(update={"source_uri": target.as_uri()})
+
+    def serve_and_ask(self, base: str, *, adapter: bool = True) -> dict:
+        """Serve ``base`` (and the pinned adapter, for ``diagnose``) and ask the agent the seed case; what it did."""
         import httpx
 
         from local.aws import client as aws_client
@@ -536,11 +608,16 @@ class Demo:
         )  # fmt: skip
         routes = ["--route", f"{ENDPOINT}/{BASE_COMPONENT}={front}"]
         if adapter:
-            r = httpx.post(f"{front}/adapters", json={"name": ADAPTER, "src": adapter}, timeout=120)
+            pinned = self._pinned_copy()
+            served = pinned.source_uri.removeprefix("file://")
+            r = httpx.post(f"{front}/adapters", json={"name": pinned.name, "src": served}, timeout=120)
             if r.status_code != 200:
                 raise RuntimeError(f"loading the adapter through POST /adapters failed: {r.status_code} {r.text}")
-            self.say(f"      adapter {ADAPTER} loaded through POST /adapters")
-            routes += ["--route", f"{ENDPOINT}/{ADAPTER}={front}#adapter={ADAPTER}"]
+            self.say(
+                f"      adapter {pinned.name} (version {pinned.model_package_version}, pinned in "
+                f"{self.lock_path.name}) loaded through POST /adapters"
+            )
+            routes += ["--route", f"{ENDPOINT}/{pinned.name}={front}#adapter={pinned.name}"]
         runtime_port = free_port()
         runtime = self.start(
             "sagemaker-runtime",
@@ -579,7 +656,7 @@ class Demo:
             headers={"X-Amzn-Bedrock-AgentCore-Runtime-Session-Id": "demo-session-0001-abcdefghijklmnopq"},
         )
         if r.status_code != 200:
-            raise RuntimeError(f"the agent answered {r.status_code}: {r.text}")
+            raise AgentFailed(r.status_code, r.text)
         result = r.json()
         bucket, key = result["report_uri"].removeprefix("s3://").split("/", 1)
         head = s3.head_object(Bucket=bucket, Key=key)  # the report really is there, encrypted

@@ -1,5 +1,6 @@
 """Review the candidate model version (metrics, the quality gate, the model card, the training run) and approve
-it in the registry (UpdateModelPackage). What an approval triggers belongs to the delivery automation."""
+it in the registry (UpdateModelPackage). The approval starts the delivery pipeline, which pins the highest approved
+version and promotes it (docs/promotion.md)."""
 
 from __future__ import annotations
 
@@ -149,6 +150,7 @@ def show(cloud: Cloud, package: dict[str, Any]) -> None:
 
 
 def run(cloud: Cloud, *, version: int | None, yes: bool, confirm: Callable[[str], bool]) -> None:
+    cloud.training()  # only the environment that trains has a registry
     me = cloud.identity()
     group = cloud.output(outputs.MODEL_PACKAGE_GROUP)
     summary = pick(cloud, group, version)
@@ -166,4 +168,7 @@ def run(cloud: Cloud, *, version: int | None, yes: bool, confirm: Callable[[str]
         ApprovalDescription=f"approved with make approve ENV={cloud.env} by {me['Arn']}"[:1024],
     )
     console.print(f"[green]✓[/] approved {package['ModelPackageArn']}")
-    console.print(f"the registry's approval event now drives the deployment; watch it with make status ENV={cloud.env}")
+    console.print(
+        "the approval starts the delivery pipeline: it pins the highest approved version and promotes it dev → "
+        "staging → prod (docs/promotion.md); a direct deploy of dev takes it with make pin then make deploy ENV=dev"
+    )

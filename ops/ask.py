@@ -115,16 +115,13 @@ def runtime_ready(cloud: Cloud, runtime_arn: str, qualifier: str, wait: float) -
     )
 
 
-def agent_components(cloud: Cloud) -> tuple[str, str]:
-    """(the component the agent calls, the base component whose copies serve it), from the settings."""
-    s = cloud.settings
-    component = s.agent_model
-    bases = {m.name for m in s.inference.models}
-    if component in bases:
-        return component, component
-    if component == s.inference.approved_adapter:
-        return component, s.approved_adapter_base
-    return component, next(a.base for a in s.inference.adapters if a.name == component)
+def agent_components(cloud: Cloud) -> tuple[str, str, dict[str, Any] | None]:
+    """The component the deployed agent calls (the Agent stack's output), the base component whose copies serve it,
+    and its description (None when it does not exist)."""
+    component = cloud.output(outputs.AGENT_COMPONENT)
+    state = describe_component(cloud, component)
+    base = (state or {}).get("Specification", {}).get("BaseInferenceComponentName") or component
+    return component, base, state
 
 
 def describe_component(cloud: Cloud, name: str) -> dict[str, Any] | None:
@@ -157,11 +154,11 @@ def capacity(cloud: Cloud, wait: float) -> None:
         raise OpsError(
             f"endpoint {endpoint} is {described['EndpointStatus']} ({reason}); see make status ENV={cloud.env}"
         )
-    component, base = agent_components(cloud)
-    if describe_component(cloud, component) is None:
+    component, base, state = agent_components(cloud)
+    if state is None:
         raise OpsError(
-            f"the agent calls inference component {component}, which does not exist yet: approve a model version "
-            f"(make approve ENV={cloud.env}) and wait for its deployment (make status ENV={cloud.env})"
+            f"the agent calls inference component {component}, which does not exist: the Inference stack declares it "
+            f"(see make status ENV={cloud.env}; deploy with make deploy ENV={cloud.env})"
         )
     resume = f"make ask ENV={cloud.env} (same question)"
 

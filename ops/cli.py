@@ -13,7 +13,15 @@ import typer
 from ops import cloud as cloud_module
 from ops.errors import Interrupted, OpsError, explain
 from ops.ui import errors
-from stacks.settings import TIERS, ConfigError, known_environments, load_delivery, load_environment
+from stacks.settings import (
+    CONFIG_DIR,
+    LOCK_FILE,
+    TIERS,
+    ConfigError,
+    known_environments,
+    load_delivery,
+    load_environment,
+)
 
 app = typer.Typer(
     help="Operate the clinical agent in AWS: every name comes from config/<env>.yaml and the deployed stacks.",
@@ -169,6 +177,24 @@ def approve(
             return False
 
     a.run(connect(env), version=version, yes=yes, confirm=confirm)
+
+
+@app.command()
+@explained
+def pin(
+    env: Env,
+    lock: Annotated[Path, typer.Option(help="the model lock to update")] = CONFIG_DIR / LOCK_FILE,
+    output: Annotated[Path | None, typer.Option(help="write the updated lock here instead of --lock")] = None,
+) -> None:
+    """Pin the registry's highest approved version: its archive, SHA-256 and lineage, in config/models.lock.json.
+
+    ENV is the environment that trains (its model package group is the registry of record). No approved version
+    removes the pin: every environment then serves its base model. Commit the file; `make diff ENV=prod` shows what
+    it changes.
+    """
+    from ops import pin as p
+
+    p.run(connect(env), lock_path=lock, output=output)
 
 
 @app.command()

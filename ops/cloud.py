@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from ops.errors import OpsError
 from ops.outputs import Output, stack_name
 from ops.ui import Clock
-from stacks.settings import EnvironmentSettings, load_environment
+from stacks.settings import EnvironmentSettings, TrainingSettings, load_environment
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="clinical-agent-ops")
 
@@ -40,6 +40,15 @@ class Cloud:
     @property
     def env(self) -> str:
         return self.settings.name
+
+    def training(self) -> TrainingSettings:
+        """The training settings; only the environment that trains has a pipeline, a registry and training data."""
+        if self.settings.training is None:
+            raise OpsError(
+                f"{self.env} does not train (config/{self.env}.yaml has no training section): the pipeline, the model "
+                "registry and the training data live in the environment that trains (dev by default)"
+            )
+        return self.settings.training
 
     def client(self, service: str) -> Any:
         if service not in self._clients:

@@ -31,7 +31,7 @@ class Envelope:
     env: str
     region: str
     monthly: list[Line]
-    training_run: Line
+    training_run: Line | None  # None: the environment does not train
 
     @property
     def low(self) -> float:
@@ -115,8 +115,10 @@ def _storage(s: EnvironmentSettings, p: _Prices, a: dict[str, Any]) -> Line:
     )
 
 
-def _training_run(s: EnvironmentSettings, p: _Prices, a: dict[str, Any]) -> Line:
+def _training_run(s: EnvironmentSettings, p: _Prices, a: dict[str, Any]) -> Line | None:
     t, typical = s.training, a["training_hours"]
+    if t is None:
+        return None
     cap = t.max_runtime_seconds / 3600
     jobs = [
         (t.preprocess_instance_type, 1, typical["preprocess"]),
@@ -144,14 +146,17 @@ def envelope(settings: EnvironmentSettings, prices: dict[str, Any] | None = None
 def one_line(e: Envelope) -> str:
     """The summary line of `make synth`."""
     run = e.training_run
+    if run is None:
+        return f"{money(e.low)}–{money(e.high)}/month (does not train)"
     return f"{money(e.low)}–{money(e.high)}/month, + {money(run.low)}–{money(run.high)} per training run"
 
 
 def show(e: Envelope, prices: dict[str, Any]) -> None:
     console.print(f"[bold]{e.env}[/] ({e.region}): {one_line(e)}")
-    for line in [*e.monthly, e.training_run]:
+    for line in [*e.monthly, *([e.training_run] if e.training_run else [])]:
         console.print(f"  {line.item:<32} {money(line.low):>10} – {money(line.high):<10} {line.basis}")
-    console.print(f"  {'total per month':<32} {money(e.low):>10} – {money(e.high):<10} (a training run comes on top)")
+    on_top = "a training run comes on top" if e.training_run else "this environment does not train"
+    console.print(f"  {'total per month':<32} {money(e.low):>10} – {money(e.high):<10} ({on_top})")
 
 
 def run(settings: list[EnvironmentSettings]) -> None:

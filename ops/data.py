@@ -62,7 +62,7 @@ def generate(count: int, seed: int, directory: Path) -> Path:
 def upload(cloud: Cloud, path: Path, count: int, *, replace: bool) -> str:
     """Upload to ``s3://<datasets>/<training.dataset_prefix>/records.jsonl`` unless the same bytes are there."""
     bucket = cloud.output(outputs.DATASETS_BUCKET)
-    prefix = cloud.settings.training.dataset_prefix.strip("/") + "/"
+    prefix = cloud.training().dataset_prefix.strip("/") + "/"
     key = prefix + RECORDS_NAME
     s3 = cloud.client("s3")
     existing = list_prefix(s3, bucket, prefix)
@@ -95,6 +95,7 @@ def upload(cloud: Cloud, path: Path, count: int, *, replace: bool) -> str:
 
 
 def run(cloud: Cloud, *, source: Path | None, count: int, seed: int, replace: bool) -> str:
+    cloud.training()  # refuses an environment that does not train, before any work
     cloud.identity()
     with tempfile.TemporaryDirectory(prefix="ops-data-") as tmp:
         if source is None:

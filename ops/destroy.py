@@ -2,12 +2,11 @@
 
 Refused for every environment whose ``tier`` is not ``development`` (staging, production). Order:
 1. stop running pipeline executions (their jobs would keep writing into buckets being deleted);
-2. delete inference components on the endpoint that CloudFormation does not own (created by the approval
-   automation): an endpoint cannot be deleted while components run on it;
-3. delete the model registry's versions: the pipeline created them, CloudFormation does not know them, and
+2. delete the model registry's versions: the pipeline created them, CloudFormation does not know them, and
    left behind they would point at deleted artifacts;
-4. ``cdk destroy`` every stack of the stage (CDK orders them by dependency);
-5. delete the log groups that the services created outside CloudFormation for this environment's endpoint,
+3. ``cdk destroy`` every stack of the stage (CDK orders them by dependency; every inference component, pinned
+   adapters included, is CloudFormation's and goes before the endpoint);
+4. delete the log groups that the services created outside CloudFormation for this environment's endpoint,
    components and functions.
 """
 
@@ -24,7 +23,7 @@ from ops.cdk import destroy_args, run_cdk
 from ops.cloud import Cloud
 from ops.errors import OpsError
 from ops.outputs import components, stack_name
-from ops.ui import console, poll
+from ops.ui import console
 
 RUNNING = ("Executing", "Stopping")
 
@@ -33,7 +32,6 @@ RUNNING = ("Executing", "Stopping")
 class Plan:
     executions: list[str] = field(default_factory=list)
     endpoint: str | None = None
-    components: list[str] = field(default_factory=list)  # not owned by CloudFormation
     packages: list[str] = field(default_factory=list)
     log_groups: list[str] = field(default_factory=list)
 
@@ -64,23 +62,12 @@ def existing_log_group(cloud: Cloud, name: str) -> list[str]:
     return [g["logGroupName"] for g in groups if g["logGroupName"] == name]
 
 
-def unmanaged_components(cloud: Cloud, endpoint: str, owned_resources: list[dict]) -> list[str]:
-    owned = {
-        r["PhysicalResourceId"].rsplit("/", 1)[-1].lower()
-        for r in owned_resources
-        if r["ResourceType"] == "AWS::SageMaker::InferenceComponent"
-    }
-    listed = cloud.client("sagemaker").list_inference_components(EndpointNameEquals=endpoint, MaxResults=100)
-    names = [c["InferenceComponentName"] for c in listed["InferenceComponents"]]
-    return [n for n in names if n.lower() not in owned]
-
-
 def plan(cloud: Cloud) -> Plan:
     p = Plan()
     deployed = [c for c in components(cloud.settings) if cloud.stack(c) is not None]
     owned = {c: stack_resources(cloud, c) for c in deployed}
     sm = cloud.client("sagemaker")
-    if "Mlops" in deployed:
+    if "Mlops" in deployed and cloud.settings.trains:
         pipeline = cloud.output(outputs.PIPELINE_NAME)
         executions = sm.list_pipeline_executions(PipelineName=pipeline, MaxResults=100)["PipelineExecutionSummaries"]
         p.executions = [e["PipelineExecutionArn"] for e in executions if e["PipelineExecutionStatus"] in RUNNING]
@@ -91,10 +78,9 @@ def plan(cloud: Cloud) -> Plan:
     names = []
     if "Inference" in deployed:
         p.endpoint = cloud.output(outputs.ENDPOINT_NAME)
-        p.components = unmanaged_components(cloud, p.endpoint, owned["Inference"])
         named = cloud.output(outputs.BASE_COMPONENTS).split(",") + cloud.output(outputs.ADAPTER_COMPONENTS).split(",")
         names += [f"/aws/sagemaker/Endpoints/{p.endpoint}"]
-        names += [f"/aws/sagemaker/InferenceComponents/{c}" for c in sorted({*named, *p.components}) if c]
+        names += [f"/aws/sagemaker/InferenceComponents/{c}" for c in sorted(set(named)) if c]
     names += [
         f"/aws/lambda/{r['PhysicalResourceId']}"
         for found in owned.values()
@@ -109,40 +95,11 @@ def show(cloud: Cloud, p: Plan) -> None:
     s = cloud.settings
     console.print(f"[bold]destroy {s.name}[/] (account {s.account}, {s.region}), in this order:")
     console.print(f"  1. stop {len(p.executions)} running pipeline execution(s)")
-    owned_elsewhere = ", ".join(p.components) or "-"
-    console.print(
-        f"  2. delete {len(p.components)} inference component(s) CloudFormation does not own: {owned_elsewhere}"
-    )
-    console.print(f"  3. delete {len(p.packages)} model registry version(s)")
+    console.print(f"  2. delete {len(p.packages)} model registry version(s)")
     stacks = [stack_name(s, c) for c in components(s) if cloud.stack(c) is not None]
-    console.print(f"  4. cdk destroy {', '.join(stacks) or '(no stack deployed)'}")
+    console.print(f"  3. cdk destroy {', '.join(stacks) or '(no stack deployed)'}")
     console.print(
-        f"  5. delete {len(p.log_groups)} log group(s) the services created: {', '.join(p.log_groups) or '-'}"
-    )
-
-
-def delete_components(cloud: Cloud, endpoint: str, names: list[str]) -> None:
-    sm = cloud.client("sagemaker")
-    for name in names:
-        sm.delete_inference_component(InferenceComponentName=name)
-        console.print(f"  deleting inference component {name}")
-
-    def gone() -> tuple[bool, None, str]:
-        left = {
-            c["InferenceComponentName"]
-            for c in sm.list_inference_components(EndpointNameEquals=endpoint, MaxResults=100)["InferenceComponents"]
-        }
-        still = sorted(left & set(names))
-        return not still, None, f"still deleting {', '.join(still)}"
-
-    poll(
-        gone,
-        clock=cloud.clock,
-        interval=15,
-        timeout=1800,
-        waiting_for=f"the components on {endpoint} to be deleted",
-        resume=f"make destroy ENV={cloud.env}",
-        on_timeout="see the endpoint in the SageMaker console",
+        f"  4. delete {len(p.log_groups)} log group(s) the services created: {', '.join(p.log_groups) or '-'}"
     )
 
 
@@ -161,8 +118,6 @@ def run(cloud: Cloud, *, yes: bool, dry_run: bool, confirm: Callable[[str], str]
     for arn in p.executions:
         sm.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=str(uuid.uuid4()))
         console.print(f"  stopped {arn}")
-    if p.endpoint and p.components:
-        delete_components(cloud, p.endpoint, p.components)
     for arn in p.packages:
         sm.delete_model_package(ModelPackageName=arn)
     if p.packages:

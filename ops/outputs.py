@@ -28,12 +28,14 @@ ENDPOINT_NAME = Output("Inference", "EndpointName")
 BASE_COMPONENTS = Output("Inference", "BaseComponentNames")  # comma-separated
 ADAPTER_COMPONENTS = Output("Inference", "AdapterComponentNames")  # comma-separated
 MLFLOW_ARN = Output("Mlops", "MlflowArn")
-MODEL_PACKAGE_GROUP = Output("Mlops", "ModelPackageGroupName")
-PIPELINE_NAME = Output("Mlops", "PipelineName")
+MODEL_PACKAGE_GROUP = Output("Mlops", "ModelPackageGroupName")  # the environment that trains only
+PIPELINE_NAME = Output("Mlops", "PipelineName")  # the environment that trains only
 RUNTIME_ARN = Output("Agent", "RuntimeArn")
 RUNTIME_ENDPOINT_ARN = Output("Agent", "RuntimeEndpointArn")
 PATIENT_TABLE = Output("Agent", "PatientTableName")
+AGENT_COMPONENT = Output("Agent", "ModelComponent")  # the inference component the agent calls
 
+TRAINING = (MODEL_PACKAGE_GROUP, PIPELINE_NAME)  # declared only where the environment trains
 ALL = (
     DATASETS_BUCKET,
     ARTIFACTS_BUCKET,
@@ -42,12 +44,17 @@ ALL = (
     BASE_COMPONENTS,
     ADAPTER_COMPONENTS,
     MLFLOW_ARN,
-    MODEL_PACKAGE_GROUP,
-    PIPELINE_NAME,
+    *TRAINING,
     RUNTIME_ARN,
     RUNTIME_ENDPOINT_ARN,
     PATIENT_TABLE,
+    AGENT_COMPONENT,
 )
+
+
+def declared(settings: EnvironmentSettings) -> tuple[Output, ...]:
+    """The outputs this environment's stacks declare."""
+    return tuple(o for o in ALL if settings.trains or o not in TRAINING)
 
 
 def components(settings: EnvironmentSettings) -> list[str]:

@@ -15,7 +15,8 @@ from ops.errors import OpsError, explain
 from ops.outputs import components, stack_name
 from ops.ui import console, duration
 
-MATCH_SCAN = 20  # approved packages compared with the served adapter's artifact
+# The adapter component's lineage tags (stacks/settings.py AdapterPin.lineage_tags), in words.
+LINEAGE = {"PipelineExecutionArn": "pipeline execution", "MlflowRunId": "MLflow run"}
 
 
 def _when(t: datetime | None) -> str:
@@ -85,33 +86,23 @@ def endpoint_lines(cloud: Cloud) -> list[str]:
 
 
 def serving_lines(cloud: Cloud) -> list[str]:
-    component, _ = agent_components(cloud)
-    state = describe_component(cloud, component)
+    """What the agent calls and, for an adapter, which registry version and training run it serves (its lineage
+    tags, set from the pin: config/models.lock.json)."""
+    component, base, state = agent_components(cloud)
     if state is None:
-        return [f"the agent calls {component}: not deployed yet (approve a version: make approve ENV={cloud.env})"]
+        return [f"the agent calls {component}: not deployed (make deploy ENV={cloud.env})"]
     artifact = state.get("Specification", {}).get("Container", {}).get("ArtifactUrl")
     if not artifact:
-        return [f"the agent calls {component} (a base model, no adapter)"]
+        return [f"the agent calls {component} (a base model, no adapter pinned)"]
     sm = cloud.client("sagemaker")
     tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=state["InferenceComponentArn"]).get("Tags", [])}
     package = tags.get("ModelPackageArn")
-    if not package:
-        group = cloud.output(outputs.MODEL_PACKAGE_GROUP)
-        approved = sm.list_model_packages(
-            ModelPackageGroupName=group,
-            ModelApprovalStatus="Approved",
-            SortBy="CreationTime",
-            SortOrder="Descending",
-            MaxResults=MATCH_SCAN,
-        )["ModelPackageSummaryList"]
-        for summary in approved:
-            described = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-            urls = [c.get("ModelDataUrl") for c in described.get("InferenceSpecification", {}).get("Containers", [])]
-            if artifact in urls:
-                package = summary["ModelPackageArn"]
-                break
-    version = f"version {package.rsplit('/', 1)[-1]} ({package})" if package else "registry version unknown"
-    return [f"the agent calls {component}: {version}", f"artifact {artifact}"]
+    version = f"version {tags.get('ModelPackageVersion', '?')} ({package})" if package else "registry version unknown"
+    lines = [f"the agent calls {component} on {base}: {version}", f"artifact {artifact}"]
+    lineage = [f"{what} {tags[k]}" for k, what in LINEAGE.items() if tags.get(k)]
+    if lineage:
+        lines.append("trained by " + ", ".join(lineage))
+    return lines
 
 
 def pipeline_lines(cloud: Cloud) -> list[str]:
@@ -156,7 +147,7 @@ def run(cloud: Cloud) -> None:
     if "Inference" in deployed:
         section("endpoint", lambda: endpoint_lines(cloud))
         section("serving", lambda: serving_lines(cloud))
-    if "Mlops" in deployed:
+    if "Mlops" in deployed and s.trains:
         section("training", lambda: pipeline_lines(cloud))
     if "Agent" in deployed:
         section("agent", lambda: runtime_lines(cloud))

@@ -186,7 +186,7 @@ def follow(cloud: Cloud, arn: str, *, interval: float, timeout: float | None) ->
     """Print the steps until the execution ends; a failed or stopped execution raises (exit 1)."""
     console.print(f"following {arn}")
     follower = Follower(cloud, arn)
-    limit = timeout or 4 * cloud.settings.training.max_runtime_seconds  # the jobs' own stopping conditions bound it
+    limit = timeout or 4 * cloud.training().max_runtime_seconds  # the jobs' own stopping conditions bound it
     resume = f"make train ENV={cloud.env} FOLLOW={arn}"
     execution = poll(
         follower.probe,
@@ -213,6 +213,7 @@ def follow(cloud: Cloud, arn: str, *, interval: float, timeout: float | None) ->
 def run(
     cloud: Cloud, *, params: list[str], wait: bool, follow_arn: str | None, interval: float, timeout: float | None
 ) -> None:
+    cloud.training()  # refuses an environment that does not train, before any call
     if follow_arn:
         cloud.identity()
         arn = latest_execution(cloud) if follow_arn == "latest" else follow_arn

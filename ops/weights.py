@@ -50,7 +50,9 @@ def weights_location(settings: EnvironmentSettings, model: ModelSettings) -> S3W
 
 
 def training_location(settings: EnvironmentSettings) -> S3Weights:
-    """The copy the fine-tuning pipeline reads (``training.base_weights_prefix``)."""
+    """The copy the fine-tuning pipeline reads (``training.base_weights_prefix``); only where the environment trains."""
+    if settings.training is None:
+        raise OpsError(f"{settings.name} does not train: it has no pipeline copy of the weights")
     return S3Weights("pipeline", settings.training.base_weights_prefix)
 
 
@@ -243,8 +245,8 @@ def run(cloud: Cloud, *, source: Path | None, model: str | None) -> None:
                 console.print(f"  licence {info['eula']} accepted by {w.eula_accepted_by}")
         else:
             staged.setdefault(w.prefix, (w, m.model_id))
-    training = cloud.settings.training
-    if model is None or any(m.model_id == training.base_model_id for m in models):
+    training = cloud.settings.training  # the pipeline's copy, where the environment trains
+    if training and (model is None or any(m.model_id == training.base_model_id for m in models)):
         pipeline_copy = training_location(cloud.settings)
         staged.setdefault(pipeline_copy.prefix, (pipeline_copy, training.base_model_id))
     for w, model_id in staged.values():

@@ -153,6 +153,7 @@ class AgentStack(Stack):
             "RuntimeArn": self.runtime.agent_runtime_arn,
             "RuntimeEndpointArn": self.endpoint.agent_runtime_endpoint_arn,
             "PatientTableName": self.table.table_name,
+            "ModelComponent": inference_component,  # what the agent calls (make ask, make status)
         }.items():
             CfnOutput(self, name, value=value)
 

@@ -15,11 +15,15 @@ DELIVERY_STACK_ID = "Delivery"
 
 def build_app(app: App, settings: AppSettings | None = None) -> dict[str, ClinicalAgentStage]:
     """Add every environment of ``settings`` (default: loaded from the app's context, see ``load_app``) to ``app``
-    as a stage, and the delivery pipeline (stack ``Delivery``) when the settings have one."""
+    as a stage, and the delivery pipeline (stack ``Delivery``) when the settings have one. The environment that
+    trains forwards its approvals to the delivery pipeline's account (``settings.tooling``)."""
     settings = settings or load_app(app.node.get_all_context())
     compliance.register(app)
-    stages = {env.name: ClinicalAgentStage(app, env.stage_id, settings=env) for env in settings.stages}
-    if settings.delivery:
+    stages = {
+        env.name: ClinicalAgentStage(app, env.stage_id, settings=env, tooling=settings.tooling if env.trains else None)
+        for env in settings.stages
+    }
+    if settings.delivery and settings.registry:
         from stacks.delivery_stack import DeliveryStack
 
         DeliveryStack(
@@ -27,6 +31,7 @@ def build_app(app: App, settings: AppSettings | None = None) -> dict[str, Clinic
             DELIVERY_STACK_ID,
             settings=settings.delivery,
             environments=settings.promoted,
+            registry=settings.environments[settings.registry],
             description="Clinical agent delivery: promotion pipeline across accounts",
         )
     return stages

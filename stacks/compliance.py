@@ -205,29 +205,45 @@ PIPELINE_ROLE = (
     "limited to the environment's VPC and the jobs' subnets by ec2:Vpc and ec2:Subnet conditions."
 )
 
-DEPLOY_ADAPTER_ROLE = (
-    "DescribeModelPackage on the versions of this environment's one model package group (created at run time); X-Ray "
-    "PutTraceSegments/PutTelemetryRecords and, in a VPC, Lambda's network-interface actions have no resource-level "
-    "permissions."
-)
-
-# Only where settings.network.enabled is false (dev): there is no VPC to attach the function to.
-DEPLOY_ADAPTER_NO_VPC = (
-    Ack(
-        "HIPAA.Security-LambdaInsideVPC",
-        "This environment has no VPC (settings.network.enabled is false). The function handles no patient data: it "
-        "reads a model package's metadata and updates one inference component through the SageMaker and DynamoDB "
-        "APIs. Environments with the network on run it in their private isolated subnets.",
-    ),
+PIN_READER_ROLE = (
+    "The delivery pipeline's registry reader: the versions of this environment's one model package group (created at "
+    "run time, model-package/<group>/<version>); sagemaker:ListModelPackages, a list action with no resource-level "
+    "permissions; the adapter archives the pipeline's FineTune step writes under its own output prefix (read only)."
 )
 
 # --- inference --------------------------------------------------------------------------------
 
+ADAPTER_COPY_FUNCTION = (
+    Ack(
+        "HIPAA.Security-LambdaConcurrency",
+        "Invoked only by CloudFormation, once per pinned adapter and deployment of this stack; reserving concurrency "
+        "would take it from the account's pool, and a new account's quota of 10 leaves none to reserve.",
+    ),
+    Ack(
+        "HIPAA.Security-LambdaDLQ",
+        "A CloudFormation custom resource: CloudFormation invokes it and waits for its answer, and the function always "
+        "answers (FAILED with the reason on any error), which fails the deployment where the operator looks; there is "
+        "no event to redeliver.",
+    ),
+)
+
+# Only where settings.network.enabled is false (dev): there is no VPC to attach the function to.
+ADAPTER_COPY_NO_VPC = (
+    Ack(
+        "HIPAA.Security-LambdaInsideVPC",
+        "This environment has no VPC (settings.network.enabled is false). The function handles no patient data: it "
+        "copies one model archive between S3 buckets. Environments with the network on run it in their private "
+        "isolated subnets.",
+    ),
+)
+
+ADAPTER_COPY_ROLE = "Lambda's network-interface actions in the VPC have no resource-level permissions."
+
 ENDPOINT_ROLE_WILDCARDS = (
-    "Wildcards only where IAM offers nothing narrower: objects under each model's weight prefix and adapter archives "
-    "(*.tar.gz) under the pipeline prefix; ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a "
-    "namespace condition) and ec2:Describe* have no resource-level permissions; network interfaces are limited to "
-    "the environment's VPC by an ec2:Vpc condition."
+    "Wildcards only where IAM offers nothing narrower: objects under each model's weight prefix and this "
+    "environment's verified copies of the pinned adapter archives (adapters/<sha256>.tar.gz); "
+    "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a namespace condition) and ec2:Describe* have no "
+    "resource-level permissions; network interfaces are limited to the environment's VPC by an ec2:Vpc condition."
 )
 
 ENDPOINT_CONFIG = (
@@ -483,18 +499,10 @@ WILDCARDS: tuple[Wildcard, ...] = (
         f"cloudwatch:PutMetricData {_NO_RESOURCE_LEVEL}; each statement names its namespaces by condition.",
         conditions=("cloudwatch:namespace",),
     ),
-    *(
-        Wildcard(
-            f"Resource::[*] for ec2:{a}",
-            "Lambda's network interfaces for a function in a VPC (the Lambda L2 grants what AWS's managed "
-            "AWSLambdaVPCAccessExecutionRole grants): Lambda creates them before the function exists to name them.",
-        )
-        for a in (
-            "CreateNetworkInterface",
-            "DeleteNetworkInterface",
-            "AssignPrivateIpAddresses",
-            "UnassignPrivateIpAddresses",
-        )
+    Wildcard(
+        "Resource::[*] for sagemaker:ListModelPackages",
+        f"The pin resolver lists the approved versions of one group (a request parameter): ListModelPackages "
+        f"{_NO_RESOURCE_LEVEL}; reading a version (DescribeModelPackage) is limited to the group's packages.",
     ),
     Wildcard(
         "Resource::[*] for cloudformation:DescribeStacks",
@@ -547,7 +555,6 @@ WILDCARDS: tuple[Wildcard, ...] = (
             ("models/*/[*]", "the staged base weights the pipeline reads"),
             ("pipeline/clinical-diagnosis-finetune/[*]", "the pipeline's outputs (adapter archives)"),
             ("checkpoints/clinical-diagnosis-finetune/[*]", "the training checkpoints"),
-            ("pipeline/[*].tar.gz", "the adapter archives the endpoint serves"),
             ("pipeline/clinical-diagnosis-finetune/[*]/FineTune/[*]", "the adapters registry readers may fetch"),
             ("reports/[*]", "the diagnostic reports the agent writes (PutObject only)"),
         )

@@ -1,8 +1,12 @@
 """DeliveryStack: the CDK Pipeline in the tooling account that promotes the app dev → staging → approval → prod.
 
-Source: a CodeConnections repository. Synth: ``make test`` then ``make synth`` (cdk.out is the output).
-Each environment is the same ``ClinicalAgentStage`` a developer deploys directly, in its own account and
-region, deployed through that account's CDK bootstrap roles (``cdk bootstrap --trust <tooling account>``).
+Source: a CodeConnections repository. Started by a push, or by an approval in the registry of record (the
+environment that trains forwards it to this account's event bus: stacks/constructs/promotion.py).
+ResolvePin: the highest approved version of the registry, written as the pin (``python -m ops pin``, through the
+registry's reader role). Synth: ``make check``, ``make test`` (with the committed pin), then the resolved pin and
+``make synth`` (cdk.out is the output). Each environment is the same ``ClinicalAgentStage`` a developer deploys
+directly, in its own account and region, deployed through that account's CDK bootstrap roles
+(``cdk bootstrap --trust <tooling account>``).
 Before an approval-gated stage, an audit step prints ``cdk diff`` of the exact assembly against the live
 stacks; after each stage, shell steps check the deployed components' health through the target account's
 read-only lookup role. See docs/delivery.md.
@@ -23,14 +27,18 @@ from constructs import Construct
 from stacks import compliance
 from stacks.constructs.asset_roles import scope_asset_build_grants
 from stacks.constructs.log_group import allow_log_groups, encrypted_log_group
+from stacks.constructs.promotion import ApprovalTrigger, pin_reader_role_name
 from stacks.constructs.removal import removal_policy
 from stacks.constructs.secure_bucket import access_log_bucket, secure_bucket
-from stacks.settings import DeliverySettings, EnvironmentSettings
+from stacks.settings import LOCK_FILE, DeliverySettings, EnvironmentSettings
 from stacks.stage import ClinicalAgentStage
 
 # The CDK CLI the pipeline runs (self-mutation, asset publishing, audit diff): the one package.json pins.
 PACKAGE_JSON = Path(__file__).resolve().parent.parent / "package.json"
 CDK_CLI_VERSION = json.loads(PACKAGE_JSON.read_text())["devDependencies"]["aws-cdk"]
+
+# The resolved pin: ResolvePin's output, an additional input of Synth under this directory.
+RESOLVED_PIN_DIR = "resolved-pin"
 
 # CodeBuild standard 7.0 (Ubuntu 22.04) provides both runtimes the Makefile needs.
 RUNTIMES = codebuild.BuildSpec.from_object(
@@ -103,6 +111,7 @@ class DeliveryStack(Stack):
         *,
         settings: DeliverySettings,
         environments: list[EnvironmentSettings],
+        registry: EnvironmentSettings,
         **kwargs,
     ) -> None:
         super().__init__(scope, id, env=Environment(account=settings.account, region=settings.region), **kwargs)
@@ -143,13 +152,16 @@ class DeliveryStack(Stack):
         source = pipelines.CodePipelineSource.connection(
             settings.repository, settings.branch, connection_arn=settings.connection_arn
         )
+        resolve = self._resolve_pin(source, registry)
         synth = pipelines.CodeBuildStep(
             "Synth",
             input=source,
+            additional_inputs={RESOLVED_PIN_DIR: resolve},
             commands=[
                 "make check",
-                "make test",
-                "make synth",
+                "make test",  # with the committed pin: the reviewed baselines are synthesized from it
+                f"cp {RESOLVED_PIN_DIR}/{LOCK_FILE} config/{LOCK_FILE}",
+                "make synth",  # with the resolved pin: what the stages deploy and the audit diff shows
             ],  # the Makefile installs everything; any failure stops here
             primary_output_directory="cdk.out",
         )
@@ -179,7 +191,7 @@ class DeliveryStack(Stack):
 
         self.stages: dict[str, ClinicalAgentStage] = {}
         for env in environments:
-            stage = ClinicalAgentStage(self, env.stage_id, settings=env)
+            stage = ClinicalAgentStage(self, env.stage_id, settings=env, tooling=settings if env.trains else None)
             self.stages[env.name] = stage
             self.pipeline.add_stage(
                 stage,
@@ -188,6 +200,15 @@ class DeliveryStack(Stack):
             )
         self.pipeline.build_pipeline()
         scope_asset_build_grants(self.pipeline)  # codebuild:* on '*' -> the asset projects
+        # An approval in the registry of record starts the pipeline (forwarded by the registry account).
+        self.approval_trigger = ApprovalTrigger(
+            self,
+            "ApprovalTrigger",
+            bus_name=settings.approval_bus_name,
+            registry_account=registry.account,
+            group=registry.registry.model_package_group,
+            pipeline=self.pipeline.pipeline,
+        )
         # CDK grants codestar-connections:UseConnection only; an arn:...:codeconnections: connection is authorized
         # under its own service prefix (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
         source_actions = self.pipeline.pipeline.node.find_child("Source").node.children
@@ -208,6 +229,8 @@ class DeliveryStack(Stack):
         """Docker login to the registries of the environments' training base images, and pull rights on them."""
         registries, repositories = set(), set()
         for env in environments:
+            if env.training is None:
+                continue  # only the environment that trains builds the training image
             registry, path = env.training.base_image.split("/", 1)
             account, region = registry.split(".")[0], registry.split(".")[3]
             partition = "aws-cn" if registry.endswith(".cn") else "aws"  # literals: the buildspec takes no tokens
@@ -237,6 +260,30 @@ class DeliveryStack(Stack):
             ],
         )
 
+    def _resolve_pin(
+        self, source: pipelines.IFileSetProducer, registry: EnvironmentSettings
+    ) -> pipelines.CodeBuildStep:
+        """The highest approved version of the registry of record, written as the pin (docs/promotion.md): run as the
+        registry account's reader role, which may read the group's versions and their adapter archives only."""
+        role = (
+            f"arn:{self.partition}:iam::{registry.account}:role/"
+            f"{pin_reader_role_name(registry.registry.model_package_group)}"
+        )
+        return pipelines.CodeBuildStep(
+            "ResolvePin",
+            input=source,
+            commands=[
+                f"aws configure set profile.registry.role_arn {role}",
+                "aws configure set profile.registry.credential_source EcsContainer",
+                f"aws configure set profile.registry.region {registry.region}",
+                "pip install --quiet -c constraints.txt -r requirements.txt typer rich",  # settings and the ops CLI
+                f"mkdir -p {RESOLVED_PIN_DIR}",
+                f"AWS_PROFILE=registry python -m ops pin --env {registry.name} --output {RESOLVED_PIN_DIR}/{LOCK_FILE}",
+            ],
+            primary_output_directory=RESOLVED_PIN_DIR,
+            role_policy_statements=[iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[role])],
+        )
+
     def _assume(self, env: EnvironmentSettings) -> iam.PolicyStatement:
         lookup = bootstrap_role_arn("lookup", env, self.partition)
         return iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[lookup])
@@ -253,7 +300,9 @@ class DeliveryStack(Stack):
         approve = pipelines.ManualApprovalStep(
             "Approve",
             comment=f"Promote to {env.name} ({env.account}, {env.region})? Read the AuditDiff action's log first: "
-            f"it is `cdk diff` of this exact assembly against the live {env.name} stacks.",
+            f"it is `cdk diff` of this exact assembly against the live {env.name} stacks, the adapter components "
+            "included (their ArtifactUrl and lineage tags); the ResolvePin action's log says which registry version "
+            "they serve.",
         )
         approve.add_step_dependency(diff)
         return [diff, approve]

@@ -2,7 +2,9 @@
 
 One endpoint per environment (managed instance scaling, least-outstanding-requests routing); one
 base inference component per configured model (SGLang image + S3 weights), adapter components on
-top of them, each base component autoscaled (to zero and back where ``min_copies`` is 0).
+top of them, each base component autoscaled (to zero and back where ``min_copies`` is 0, woken by
+its adapters' requests too). Pinned adapters (config/models.lock.json) serve from this environment's
+own copy of their archive, made and checked by a ``Custom::AdapterCopy`` before the component.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import compliance
-from stacks.constructs.adapter_component import adapter_component
+from stacks.constructs.adapter_component import AdapterCopies, adapter_component
 from stacks.constructs.endpoint_role import endpoint_execution_role
 from stacks.constructs.log_group import encrypted_log_group
 from stacks.constructs.model_component import ModelComponent
@@ -28,22 +30,15 @@ from stacks.constructs.removal import removal_policy
 from stacks.constructs.scale_to_zero import no_capacity_metric
 from stacks.constructs.sglang_image import SglangImage
 from stacks.network_stack import NetworkStack
-from stacks.settings import EnvironmentSettings
+from stacks.settings import ADAPTER_PREFIX, EnvironmentSettings
 
 VARIANT = "AllTraffic"
 INVOKE_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
-MANAGE_ACTIONS = [
-    "sagemaker:AddTags",
-    "sagemaker:CreateInferenceComponent",
-    "sagemaker:DescribeInferenceComponent",
-    "sagemaker:UpdateInferenceComponent",
-]
 
 
 class InferenceStack(Stack):
     """For other stacks: ``endpoint_name``, ``endpoint_arn``, ``base_component_names`` (model → component),
-    ``component_names``, ``component_arn(name)``, ``grant_invoke(grantable)``, ``grant_manage_components(grantable)``,
-    ``alarm_topic``."""
+    ``component_names``, ``component_arn(name)``, ``grant_invoke(grantable)``, ``alarm_topic``."""
 
     def __init__(
         self,
@@ -64,9 +59,9 @@ class InferenceStack(Stack):
             service="sagemaker", resource="endpoint", resource_name=inf.endpoint_name.lower()
         )
         self.base_component_names = {m.name: m.name for m in inf.models}
-        self.approved_adapter = inf.approved_adapter
-        # Every component on this endpoint: configured bases and adapters, and the one the approval automation manages.
-        self.component_names = [m.name for m in inf.models] + [a.name for a in inf.adapters] + [inf.approved_adapter]
+        pins = settings.pinned_adapters
+        # Every component on this endpoint: configured bases and adapters, and the pinned adapters.
+        self.component_names = list(settings.components)
 
         def log_group(id: str, name: str):
             return encrypted_log_group(
@@ -95,7 +90,8 @@ class InferenceStack(Stack):
                 else (artifacts_bucket.bucket_arn, m.weights_prefix)
                 for m in inf.models
             ],
-            archive_patterns=[f"{inf.adapter_artifact_prefix}*.tar.gz"] + [a.artifact_key for a in inf.adapters],
+            # The environment's own copies of the pinned archives (content-addressed), and the configured adapters.
+            archive_patterns=([f"{ADAPTER_PREFIX}*.tar.gz"] if pins else []) + [a.artifact_key for a in inf.adapters],
             log_groups=log_groups,
             vpc=network.vpc if network else None,
             subnet_ids=subnet_ids,
@@ -154,6 +150,7 @@ class InferenceStack(Stack):
                 startup_timeout_seconds=inf.startup_timeout_seconds,
                 subnet_ids=subnet_ids,
                 security_group_ids=security_group_ids,
+                adapters=[c for c, base in settings.components.items() if base == m.name and c != m.name],
             )
             bases[m.name].model.node.add_dependency(self.role)
         for a in inf.adapters:
@@ -165,6 +162,8 @@ class InferenceStack(Stack):
                 base=bases[a.base].component,
                 artifact_url=artifacts_bucket.s3_url_for_object(a.artifact_key),
             )
+        if pins:
+            self._pinned_adapters(settings, artifacts_bucket, key, network, endpoint, bases)
 
         self.alarm_topic = self._alarm_topic(settings)
         self._alarms_and_dashboard(self.component_names, [b.scaling.no_capacity_alarm for b in bases.values()])
@@ -172,9 +171,49 @@ class InferenceStack(Stack):
         CfnOutput(self, "EndpointName", value=inf.endpoint_name)
         CfnOutput(self, "BaseComponentNames", value=",".join(self.base_component_names.values()))
         CfnOutput(
-            self, "AdapterComponentNames", value=",".join([a.name for a in inf.adapters] + [inf.approved_adapter])
+            self, "AdapterComponentNames", value=",".join([a.name for a in inf.adapters] + [p.name for p in pins])
         )
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)
+
+    def _pinned_adapters(
+        self,
+        settings: EnvironmentSettings,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        network: NetworkStack | None,
+        endpoint: sagemaker.CfnEndpoint,
+        bases: dict[str, ModelComponent],
+    ) -> None:
+        """Each pinned adapter: this environment's checked copy of its archive, then its component (with lineage)."""
+        pins = settings.pinned_adapters
+        copies = AdapterCopies(
+            self,
+            "AdapterCopies",
+            bucket=bucket,
+            key=key,
+            pins=pins,
+            log_retention_days=settings.log_retention_days,
+            destroy=settings.destroy,
+            vpc=network.vpc if network else None,
+            subnets=network.subnets if network else None,
+            security_group=network.lambda_sg if network else None,
+        )
+        compliance.acknowledge(copies.function, *compliance.ADAPTER_COPY_FUNCTION)
+        if network is None:
+            compliance.acknowledge(copies.function, *compliance.ADAPTER_COPY_NO_VPC)
+        else:
+            compliance.acknowledge_wildcards(copies.role, compliance.ADAPTER_COPY_ROLE, "Resource::[*]")
+        for pin in pins:
+            adapter_component(
+                self,
+                f"Adapter-{pin.name}",
+                name=pin.name,
+                endpoint_name=endpoint.attr_endpoint_name,
+                base=bases[pin.base].component,
+                artifact_url=bucket.s3_url_for_object(pin.artifact_key),
+                tags=pin.lineage_tags,  # what serves -> the registry version, the pipeline execution, the MLflow run
+                after=[copies.copy(pin)],  # the copy exists and is the pinned archive
+            )
 
     # --- for other stacks ---------------------------------------------------------------------
 
@@ -183,21 +222,11 @@ class InferenceStack(Stack):
         return self.format_arn(service="sagemaker", resource="inference-component", resource_name=name.lower())
 
     def grant_invoke(self, grantable: iam.IGrantable, components: Iterable[str] | None = None) -> iam.Grant:
-        """InvokeEndpoint(WithResponseStream) on this endpoint and its components (default: all configured +
-        approved)."""
+        """InvokeEndpoint(WithResponseStream) on this endpoint and its components (default: all it declares)."""
         names = list(components) if components is not None else self.component_names
         return iam.Grant.add_to_principal(
             grantee=grantable,
             actions=INVOKE_ACTIONS,
-            resource_arns=[self.endpoint_arn, *map(self.component_arn, names)],
-        )
-
-    def grant_manage_components(self, grantable: iam.IGrantable, components: Iterable[str] | None = None) -> iam.Grant:
-        """Create/update/describe/tag the named components on this endpoint (default: the approved adapter)."""
-        names = list(components) if components is not None else [self.approved_adapter]
-        return iam.Grant.add_to_principal(
-            grantee=grantable,
-            actions=MANAGE_ACTIONS,
             resource_arns=[self.endpoint_arn, *map(self.component_arn, names)],
         )
 

@@ -1,29 +1,26 @@
-"""MLOpsStack: MLflow, the model registry and its card, the fine-tuning pipeline, approval → deployment.
+"""MLOpsStack: MLflow; in the environment that trains, also the registry of record (model package group, model card,
+reader accounts), the fine-tuning pipeline, and promotion: approvals forwarded to the delivery pipeline's account, and
+the role its ResolvePin step reads the registry with.
 
-Attributes for other stacks: ``mlflow_arn``, ``mlflow_tracking_uri`` (the same ARN: the sagemaker-mlflow
-plugin takes it as tracking URI), ``mlflow`` (``grant_use(grantable)``), ``pipeline_name``,
-``pipeline_role``, ``model_package_group_name``, ``model_package_group_arn``, ``deploy_function``.
+Attributes for other stacks: ``mlflow_arn``, ``mlflow_tracking_uri`` (the same ARN: the sagemaker-mlflow plugin takes
+it as tracking URI), ``mlflow`` (``grant_use(grantable)``); where the environment trains: ``pipeline_name``,
+``pipeline_role``, ``model_package_group_name``, ``model_package_group_arn``, ``pin_reader`` (with a tooling account).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks import compliance
-from stacks.constructs.approval_automation import ApprovalAutomation
 from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.model_registry import ModelRegistry, model_card_content, package_model_card
+from stacks.constructs.promotion import ApprovalForwarding, PinReader
 from stacks.constructs.training_pipeline import TrainingPipeline
 from stacks.network_stack import NetworkStack
-from stacks.settings import EnvironmentSettings
+from stacks.settings import DeliverySettings, EnvironmentSettings, TrainingSettings
 
 
 class MlopsStack(Stack):
@@ -37,16 +34,11 @@ class MlopsStack(Stack):
         datasets_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         network: NetworkStack | None,
-        endpoint_name: str,
-        base_component_name: str,
-        grant_manage_components: Callable[[iam.IGrantable], Any],
-        alarm_topic: sns.ITopic,
+        tooling: DeliverySettings | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        tr, reg, ml = settings.training, settings.registry, settings.mlflow
-        adapter_prefix = f"{settings.inference.adapter_artifact_prefix.strip('/')}/{tr.pipeline_name}"
-
+        ml = settings.mlflow
         self.mlflow = Mlflow(
             self,
             "Mlflow",
@@ -62,7 +54,22 @@ class MlopsStack(Stack):
         )
         self.mlflow_arn = self.mlflow.arn
         self.mlflow_tracking_uri = self.mlflow.tracking_uri
+        CfnOutput(self, "MlflowArn", value=self.mlflow_arn)
+        if settings.training is not None:
+            self._registry_of_record(settings, settings.training, key, datasets_bucket, artifacts_bucket, network)
+            if tooling is not None:
+                self._promotion(settings, tooling, key, artifacts_bucket)
 
+    def _registry_of_record(
+        self,
+        settings: EnvironmentSettings,
+        tr: TrainingSettings,
+        key: kms.IKey,
+        datasets_bucket: s3.IBucket,
+        artifacts_bucket: s3.IBucket,
+        network: NetworkStack | None,
+    ) -> None:
+        reg, ml = settings.registry, settings.mlflow
         card = model_card_content(
             base_model_id=tr.base_model_id,
             risk_rating=reg.risk_rating,
@@ -73,6 +80,8 @@ class MlopsStack(Stack):
             accuracy_threshold=tr.accuracy_threshold,
             base_image=tr.base_image,  # the training image is built FROM it (containers/training)
         )
+        # Where the training step writes adapter archives: <prefix>/<pipeline>/<execution>/FineTune/<job>/output/
+        self.adapter_objects = f"{tr.output_prefix.strip('/')}/{tr.pipeline_name}/*/FineTune/*"
         self.registry = ModelRegistry(
             self,
             "Registry",
@@ -80,8 +89,7 @@ class MlopsStack(Stack):
             reader_accounts=reg.reader_accounts,
             key=key,
             artifacts_bucket=artifacts_bucket,
-            # Where the training step writes adapter archives: <prefix>/<pipeline>/<execution>/FineTune/<job>/output/
-            adapter_objects=f"{adapter_prefix}/*/FineTune/*",
+            adapter_objects=self.adapter_objects,
             card_name=reg.model_card_name,
             card_status=reg.model_card_status,
             card_content=card,
@@ -98,7 +106,7 @@ class MlopsStack(Stack):
             dataset_prefix=tr.dataset_prefix,
             artifacts_bucket=artifacts_bucket,
             base_weights_prefix=tr.base_weights_prefix,
-            output_prefix=settings.inference.adapter_artifact_prefix,
+            output_prefix=tr.output_prefix,
             checkpoint_prefix=tr.checkpoint_prefix,
             key=key,
             registry=self.registry,
@@ -111,7 +119,6 @@ class MlopsStack(Stack):
             else None,
             security_group_ids=[network.training_sg.security_group_id] if network else None,
         )
-        group_versions = f"Resource::arn:*:sagemaker:*:model-package/{reg.model_package_group.lower()}/[*]"
         compliance.acknowledge_wildcards(
             training_pipeline.role,
             compliance.PIPELINE_ROLE,
@@ -127,7 +134,7 @@ class MlopsStack(Stack):
             ),
             "Resource::arn:*:sagemaker:*:processing-job/pipelines-[*]",
             "Resource::arn:*:sagemaker:*:training-job/pipelines-[*]",
-            group_versions,
+            self._group_versions(reg.model_package_group),
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
             "Resource::arn:*:ec2:*:network-interface/[*]",
@@ -135,36 +142,45 @@ class MlopsStack(Stack):
         )
         self.pipeline_name = tr.pipeline_name
         self.pipeline_role = training_pipeline.role
-
-        approval = ApprovalAutomation(
-            self,
-            "ApprovalToDeployment",
-            registry=self.registry,
-            endpoint_name=endpoint_name,
-            base_component_name=base_component_name,
-            adapter_component_name=settings.inference.approved_adapter,
-            grant_manage_components=grant_manage_components,
-            alarm_topic=alarm_topic,
-            key=key,
-            destroy=settings.destroy,
-            log_retention_days=settings.log_retention_days,
-            reserved_concurrency=reg.deploy_reserved_concurrency,
-            vpc=network.vpc if network else None,
-            subnets=network.subnets if network else None,
-            security_group=network.lambda_sg if network else None,
-        )
-        compliance.acknowledge_wildcards(approval.role, compliance.DEPLOY_ADAPTER_ROLE, group_versions, "Resource::[*]")
-        if network is None:
-            compliance.acknowledge(approval.function, *compliance.DEPLOY_ADAPTER_NO_VPC)
-        self.deploy_function = approval.function
-
         for name, value in {
-            "MlflowArn": self.mlflow_arn,
             "ModelPackageGroupName": self.model_package_group_name,
             "ModelCardName": reg.model_card_name,
             "PipelineName": self.pipeline_name,
             "PipelineRoleArn": self.pipeline_role.role_arn,
-            "DeployFunctionName": approval.function.function_name,
-            "DeadLetterQueueUrl": approval.dead_letters.queue_url,
         }.items():
             CfnOutput(self, name, value=value)
+
+    @staticmethod
+    def _group_versions(group: str) -> str:
+        return f"Resource::arn:*:sagemaker:*:model-package/{group.lower()}/[*]"
+
+    def _promotion(
+        self, settings: EnvironmentSettings, tooling: DeliverySettings, key: kms.IKey, artifacts_bucket: s3.IBucket
+    ) -> None:
+        """Approvals start the delivery pipeline in the tooling account, whose ResolvePin step reads the registry."""
+        group = settings.registry.model_package_group
+        self.approval_forwarding = ApprovalForwarding(
+            self,
+            "ApprovalToDelivery",
+            group=group,
+            bus_account=tooling.account,
+            bus_region=tooling.region,
+            bus_name=tooling.approval_bus_name,
+        )
+        self.pin_reader = PinReader(
+            self,
+            "PinReader",
+            registry=self.registry,
+            bucket=artifacts_bucket,
+            adapter_objects=self.adapter_objects,
+            key=key,
+            tooling_account=tooling.account,
+        )
+        compliance.acknowledge_wildcards(
+            self.pin_reader.role,
+            compliance.PIN_READER_ROLE,
+            self._group_versions(group),
+            f"Resource::*/{self.adapter_objects.replace('*', '[*]')}",
+            "Resource::[*]",
+        )
+        CfnOutput(self, "PinReaderRoleArn", value=self.pin_reader.role_arn)

@@ -487,6 +487,64 @@ def _endpoint_config_for_components(r: Resource) -> list[str]:
     return [] if r.props.get("ExecutionRoleArn") else ["inference-component endpoint config without ExecutionRoleArn"]
 
 
+def _adapter_spec(r: Resource) -> dict[str, Any]:
+    """An adapter component's specification ({} for a base component)."""
+    spec = r.props.get("Specification", {})
+    return spec if spec.get("BaseInferenceComponentName") else {}
+
+
+def _tail(value: Any) -> Any:
+    """A string's end as the template holds it: the string, or the last literal part of an Fn::Join."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        parts = value["Fn::Join"][1]
+        return parts[-1] if parts and isinstance(parts[-1], str) else None
+    return value
+
+
+def _adapter_archive(r: Resource) -> list[str]:
+    spec = _adapter_spec(r)
+    url = spec.get("Container", {}).get("ArtifactUrl")
+    tail = _tail(url)
+    if spec and not (isinstance(tail, str) and tail.endswith(".tar.gz")):
+        return [f"ArtifactUrl {json.dumps(url)}: an adapter's artifact is one .tar.gz archive"]
+    return []
+
+
+def _adapter_compute(r: Resource) -> list[str]:
+    spec = _adapter_spec(r)
+    own = [k for k in ("ComputeResourceRequirements", "ModelName") if k in spec]
+    return [f"an adapter component uses its base's compute and model; remove {', '.join(own)}"] if own else []
+
+
+def _adapter_after_base(r: Resource) -> list[str]:
+    base = _adapter_spec(r).get("BaseInferenceComponentName")
+    if not base:
+        return []
+    target = r.target(base)
+    ids = (
+        {target[1]}
+        if target
+        else {
+            logical_id
+            for name, logical_id, c in r.resources("AWS::SageMaker::InferenceComponent")
+            if name == r.stack.stack_name and c.get("Properties", {}).get("InferenceComponentName") == base
+        }
+    )
+    if not ids:
+        return [f"its base {json.dumps(base)} is not declared in this stack: it must exist before the adapter"]
+    if ids & (set(_as_list(r.body.get("DependsOn"))) | {v["Fn::GetAtt"][0] for v in _references(r.props)}):
+        return []
+    return [f"created without waiting for its base {', '.join(sorted(ids))}: add a DependsOn"]
+
+
+def _bus_target_role(r: Resource) -> list[str]:
+    return [
+        f"target {t.get('Id')}: the event bus {json.dumps(t.get('Arn'))} is a target without RoleArn"
+        for t in r.props.get("Targets", [])
+        if ":event-bus/" in json.dumps(t.get("Arn")) and not t.get("RoleArn")
+    ]
+
+
 _SM = "https://docs.aws.amazon.com/sagemaker/latest"
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -626,6 +684,35 @@ RULES: tuple[Rule, ...] = (
         "An inference component's scalable target is registered only after the component exists.",
         f"{_SM}/dg/endpoint-auto-scaling-prerequisites.html",
         _scalable_target_after_component,
+    ),
+    Rule(
+        "AdapterArtifactArchive",
+        ("AWS::SageMaker::InferenceComponent",),
+        "An adapter inference component's Container.ArtifactUrl points to a single .tar.gz archive.",
+        f"{_SM}/APIReference/API_InferenceComponentContainerSpecification.html",
+        _adapter_archive,
+    ),
+    Rule(
+        "AdapterUsesBaseCompute",
+        ("AWS::SageMaker::InferenceComponent",),
+        "An adapter inference component omits ComputeResourceRequirements (and a model): it runs on its base's.",
+        f"{_SM}/APIReference/API_InferenceComponentSpecification.html",
+        _adapter_compute,
+    ),
+    Rule(
+        "AdapterAfterBase",
+        ("AWS::SageMaker::InferenceComponent",),
+        "An adapter inference component is created only once its base component exists.",
+        f"{_SM}/APIReference/API_InferenceComponentSpecification.html",
+        _adapter_after_base,
+    ),
+    Rule(
+        "EventBusTargetRole",
+        ("AWS::Events::Rule",),
+        "A rule whose target is an event bus gives it a role (required across Regions and through an organization, "
+        "recommended always by EventBridge).",
+        "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-bus-perms.html",
+        _bus_target_role,
     ),
     Rule(
         "ComponentEndpointExecutionRole",

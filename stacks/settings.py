@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -116,6 +117,16 @@ def _retention(days: int) -> int:
 RetentionDays = Annotated[int, AfterValidator(_retention)]
 
 
+def _component_name(v: str) -> str:
+    if len(v) > 63 or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", v):
+        raise ValueError(f"{v!r} is not a SageMaker name: at most 63 letters, digits and inner hyphens")
+    return v
+
+
+# Endpoint and inference component names (SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$, at most 63).
+ComponentName = Annotated[str, AfterValidator(_component_name)]
+
+
 class ConfigError(ValueError):
     """Invalid configuration; the message names the environment and the field."""
 
@@ -158,15 +169,18 @@ class MlflowSettings(_Model):
 
 
 class RegistrySettings(_Model):
+    """The model registry of record: only the environment that trains has one (docs/promotion.md)."""
+
     model_package_group: ResourceName = "clinical-diagnosis-llama"
-    # Accounts (e.g. staging and prod) allowed to describe and use the group's packages and read their adapters.
+    # Accounts (e.g. staging and prod) allowed to describe and use the group's packages and copy their adapters.
     reader_accounts: list[Account] = []
     model_card_name: ResourceName = "clinical-diagnosis-assistant"
     model_card_status: Literal["Draft", "PendingReview", "Approved", "Archived"] = "Draft"
     risk_rating: Literal["High", "Medium", "Low", "Unknown"] = "High"
-    # Approval -> deployment Lambda: 1 serializes deployments of the adapter component. Note that an account whose
-    # Lambda concurrency quota is 10 (new accounts) cannot reserve any: raise the quota first.
-    deploy_reserved_concurrency: int = Field(1, ge=1, le=10)
+    # What an approved version of the group is served as: the pin's adapter component name and its base model
+    # (`make pin` and the delivery pipeline write both into config/models.lock.json).
+    adapter: ComponentName = "clinical-lora"
+    adapter_base: str = ""  # an inference.models[].name; default: the first model
 
 
 def _known_instance_type(v: str) -> str:
@@ -188,6 +202,8 @@ class TrainingSettings(_Model):
     # (ProcessingS3Input has no ModelAccessConfig), so the pipeline reads a copy staged by `make weights`.
     base_weights_prefix: KeyPrefix = "models/llama-3.2-3b-instruct/"
     dataset_prefix: Prefix = "clinical/raw"  # in the datasets bucket; the pipeline reads only this prefix
+    # Where the pipeline writes its outputs (adapter archives included) in the artifacts bucket (+ /<pipeline_name>).
+    output_prefix: KeyPrefix = "pipeline/"
     checkpoint_prefix: Prefix = "checkpoints"  # in the artifacts bucket (+ /<pipeline_name>)
     preprocess_instance_type: InstanceType = "ml.m5.xlarge"
     training_instance_type: InstanceType = "ml.g5.2xlarge"
@@ -202,14 +218,6 @@ class TrainingSettings(_Model):
     accuracy_threshold: float = Field(0.6, ge=0, le=1)
 
 
-def _component_name(v: str) -> str:
-    if len(v) > 63 or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", v):
-        raise ValueError(f"{v!r} is not a SageMaker name: at most 63 letters, digits and inner hyphens")
-    return v
-
-
-# Endpoint and inference component names (SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$, at most 63).
-ComponentName = Annotated[str, AfterValidator(_component_name)]
 # SageMaker mounts a model's S3 data here.
 MODEL_DIR = sglang_check.MODEL_DIR
 # SageMaker limits on a container's environment.
@@ -376,6 +384,93 @@ class AdapterSettings(_Model):
     artifact_key: str = Field(pattern=r"^[\w./=-]+\.tar\.gz$")  # key in the artifacts bucket (one .tar.gz)
 
 
+# Pinned adapters are copied into each environment's artifacts bucket under a content-addressed key.
+ADAPTER_PREFIX = "adapters/"
+LOCK_FILE = "models.lock.json"
+_PACKAGE_ARN = r"arn:aws[\w-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[\w-]+/(\d+)"
+
+
+class AdapterPin(_Model):
+    """One pinned adapter of config/models.lock.json: which registry version serves, where its archive is, its hash
+    and its lineage. Written by the resolver (``make pin``, the delivery pipeline's ResolvePin step), reviewed in git.
+
+    ``model_package`` and ``source_uri`` are a SageMaker model package ARN and its ``s3://`` archive; the local demo
+    writes the same file with its MLflow registry version (``models:/<name>/<version>``) and a ``file://`` archive,
+    which no environment can deploy."""
+
+    name: ComponentName  # the adapter inference component
+    base: ComponentName  # the base component it runs on (an inference.models[].name)
+    model_package: str = Field(pattern=rf"^({_PACKAGE_ARN}|models:/[\w.-]+/(\d+))$")
+    model_package_version: int = Field(ge=1)
+    source_uri: str = Field(pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/|file:///)\S+\.tar\.gz$")
+    source_kms_key_arn: str | None = Field(None, pattern=r"^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key/[\w-]+$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    lora_rank: int = Field(ge=1)
+    pipeline_execution_arn: str | None = Field(
+        None, pattern=r"^arn:aws[\w-]*:sagemaker:[a-z0-9-]+:\d{12}:pipeline/[\w-]+/execution/[\w-]+$"
+    )
+    mlflow_run_id: str | None = Field(None, pattern=r"^[0-9A-Za-z_-]+$", max_length=256)
+
+    @model_validator(mode="after")
+    def _version(self) -> AdapterPin:
+        if not self.model_package.endswith(f"/{self.model_package_version}"):
+            raise ValueError(
+                f"model_package_version: {self.model_package_version} is not the version of {self.model_package}"
+            )
+        return self
+
+    @property
+    def deployable(self) -> bool:
+        """A registry version in SageMaker with its archive in S3 (not the local demo's pin)."""
+        return self.model_package.startswith("arn:") and self.source_uri.startswith("s3://")
+
+    @property
+    def source_bucket(self) -> str:
+        return self.source_uri.removeprefix("s3://").split("/", 1)[0]
+
+    @property
+    def source_key(self) -> str:
+        return self.source_uri.removeprefix("s3://").split("/", 1)[1]
+
+    @property
+    def artifact_key(self) -> str:
+        """The environment's own copy: content-addressed, so the key changes exactly when the bytes do."""
+        return f"{ADAPTER_PREFIX}{self.sha256}.tar.gz"
+
+    @property
+    def lineage_tags(self) -> dict[str, str]:
+        """What serves → what trained it: tags on the adapter component (values are never empty)."""
+        tags = {"ModelPackageArn": self.model_package, "ModelPackageVersion": str(self.model_package_version)}
+        if self.pipeline_execution_arn:
+            tags["PipelineExecutionArn"] = self.pipeline_execution_arn
+        if self.mlflow_run_id:
+            tags["MlflowRunId"] = self.mlflow_run_id
+        return tags
+
+
+class ModelLock(_Model):
+    """config/models.lock.json: the adapters that serve, one entry per adapter component (none: the bases serve)."""
+
+    adapters: list[AdapterPin] = []
+
+    @field_validator("adapters")
+    @classmethod
+    def _unique(cls, v: list[AdapterPin]) -> list[AdapterPin]:
+        names = [a.name for a in v]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"one entry per adapter component; repeated: {', '.join(dupes)}")
+        return v
+
+    def dumps(self) -> str:
+        """The file's text: stable key order, no empty fields, a final newline (a reviewable diff)."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
+
+    def with_pin(self, name: str, pin: AdapterPin | None) -> ModelLock:
+        """This lock with the entry for component ``name`` replaced by ``pin`` (removed when None)."""
+        kept = [a for a in self.adapters if a.name != name]
+        return ModelLock(adapters=sorted([*kept, *([pin] if pin else [])], key=lambda a: a.name))
+
+
 class InferenceSettings(_Model):
     endpoint_name: ComponentName = "clinical-llm"
     instance_type: str = "ml.g5.2xlarge"
@@ -387,13 +482,8 @@ class InferenceSettings(_Model):
     # Seconds SageMaker waits for the weights to download, and then for the container's /ping.
     startup_timeout_seconds: int = Field(1800, ge=60, le=3600)
     models: list[ModelSettings] = Field(min_length=1)
+    # Adapters staged by hand in the artifacts bucket; the registry's adapters come pinned (config/models.lock.json).
     adapters: list[AdapterSettings] = []
-    # The adapter component that the approval automation creates or updates from the registry;
-    # the agent calls it by default.
-    approved_adapter: ComponentName = "clinical-lora"
-    approved_adapter_base: str = ""  # a ModelSettings.name; default: the first model
-    # Where the pipeline writes adapter archives (.tar.gz) in the artifacts bucket: the endpoint may read them.
-    adapter_artifact_prefix: KeyPrefix = "pipeline/"
     latency_alarm_ms: int = Field(20000, ge=1)
     error_alarm_count: int = Field(5, ge=1)  # 4xx or 5xx responses per 5 minutes, twice in a row
     # The endpoint's host image (GPU driver). The SGLang image's CUDA needs a driver at least this new.
@@ -436,12 +526,6 @@ class InferenceSettings(_Model):
         components = names + [a.name for a in self.adapters]
         if dupes := sorted({c for c in components if components.count(c) > 1}):
             raise ValueError(f"models/adapters: component names must be unique; repeated: {', '.join(dupes)}")
-        if self.approved_adapter in components:
-            raise ValueError(f"approved_adapter: {self.approved_adapter!r} clashes with a configured component")
-        if self.approved_adapter_base and self.approved_adapter_base not in names:
-            raise ValueError(f"approved_adapter_base: {self.approved_adapter_base!r} is not one of the models {names}")
-        if not models[self.approved_adapter_base or names[0]].lora:
-            raise ValueError(f"approved_adapter_base: model {self.approved_adapter_base or names[0]!r} has lora off")
         for a in self.adapters:
             if a.base not in models:
                 raise ValueError(f"adapters.{a.name}.base: {a.base!r} is not one of the models {names}")
@@ -467,7 +551,9 @@ class InferenceSettings(_Model):
 
 class AgentSettings(_Model):
     runtime_name: str = Field("clinical_agent", pattern=r"^[a-zA-Z][a-zA-Z0-9_]{0,47}$")
-    model: str = ""  # inference component the agent calls; default: inference.approved_adapter
+    # The inference component the agent calls, one this environment declares; default: the first pinned adapter
+    # it serves (config/models.lock.json), else its first base model.
+    model: str = ""
     max_tokens: int = Field(1024, ge=1)
     temperature: float = Field(0.2, ge=0, le=2)
     # Off by default: prompts and patient fields stay out of traces and logs.
@@ -492,12 +578,17 @@ class EnvironmentSettings(_Model):
     network: NetworkSettings = NetworkSettings()
     data: DataSettings = DataSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    # Only the environment that trains has a registry and a pipeline (the registry of record, docs/promotion.md);
+    # the others serve copies of the adapters it registered and a person approved.
     registry: RegistrySettings = RegistrySettings()
-    training: TrainingSettings
+    training: TrainingSettings | None = None
     inference: InferenceSettings
     agent: AgentSettings = AgentSettings()
     log_retention_days: RetentionDays = 365
     tags: dict[str, str] = {}
+    # The pinned adapters (config/models.lock.json), set by load_environment; this environment serves those whose
+    # base it declares.
+    model_lock: ModelLock = ModelLock()
 
     @property
     def stage_id(self) -> str:
@@ -514,13 +605,35 @@ class EnvironmentSettings(_Model):
         return not self.protected
 
     @property
-    def agent_model(self) -> str:
-        """The inference component the agent calls."""
-        return self.agent.model or self.inference.approved_adapter
+    def trains(self) -> bool:
+        return self.training is not None
 
     @property
-    def approved_adapter_base(self) -> str:
-        return self.inference.approved_adapter_base or self.inference.models[0].name
+    def pinned_adapters(self) -> list[AdapterPin]:
+        """The pinned adapters this environment serves: those whose base model it declares."""
+        bases = {m.name for m in self.inference.models}
+        return [a for a in self.model_lock.adapters if a.base in bases]
+
+    @property
+    def components(self) -> dict[str, str]:
+        """Every inference component this environment declares -> the base component whose copies serve it."""
+        inf = self.inference
+        return {
+            **{m.name: m.name for m in inf.models},
+            **{a.name: a.base for a in inf.adapters},
+            **{a.name: a.base for a in self.pinned_adapters},
+        }
+
+    @property
+    def agent_component(self) -> str:
+        """The component the agent calls: ``agent.model``, else the first pinned adapter served here, else the first
+        base model. Always one this environment declares."""
+        pinned = self.pinned_adapters
+        return self.agent.model or (pinned[0].name if pinned else self.inference.models[0].name)
+
+    @property
+    def registry_adapter_base(self) -> str:
+        return self.registry.adapter_base or self.inference.models[0].name
 
     @property
     def agent_runtime_name(self) -> str:
@@ -563,15 +676,56 @@ class EnvironmentSettings(_Model):
         return self
 
     @model_validator(mode="after")
-    def _consistent(self) -> EnvironmentSettings:
-        components = {m.name for m in self.inference.models} | {a.name for a in self.inference.adapters}
-        if self.agent.model and self.agent.model not in components | {self.inference.approved_adapter}:
-            raise ValueError(f"agent.model: {self.agent.model!r} is not a configured model or adapter")
-        base = next(m for m in self.inference.models if m.name == self.approved_adapter_base)
+    def _registry(self) -> EnvironmentSettings:
+        """The registry's adapter runs on a LoRA base of this environment, at a rank the base accepts."""
+        if self.training is None:
+            if "registry" in self.model_fields_set:
+                raise ValueError(
+                    "registry: only the environment that trains has a registry; add training: or remove it"
+                )
+            return self
+        models = {m.name: m for m in self.inference.models}
+        base = models.get(self.registry_adapter_base)
+        if base is None:
+            raise ValueError(
+                f"registry.adapter_base: {self.registry_adapter_base!r} is not one of the models {list(models)}"
+            )
+        if not base.lora:
+            raise ValueError(f"registry.adapter_base: model {base.name!r} has lora off")
+        if self.registry.adapter in models or self.registry.adapter in {a.name for a in self.inference.adapters}:
+            raise ValueError(f"registry.adapter: {self.registry.adapter!r} clashes with a configured component")
         if self.training.lora_rank > base.max_lora_rank:
             raise ValueError(
                 f"training.lora_rank: {self.training.lora_rank} exceeds max_lora_rank {base.max_lora_rank} of "
-                f"{base.name}, the base that serves the approved adapter"
+                f"{base.name}, the base that serves the registry's adapter"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _serving(self) -> EnvironmentSettings:
+        """Each pinned adapter served here can be: a deployable pin, on a LoRA base, at a rank it accepts."""
+        models = {m.name: m for m in self.inference.models}
+        configured = set(models) | {a.name for a in self.inference.adapters}
+        for pin in self.pinned_adapters:
+            where = f"{LOCK_FILE}: adapter {pin.name!r}"
+            base = models[pin.base]
+            if pin.name in configured:
+                raise ValueError(f"{where}: clashes with a configured component of inference")
+            if not base.lora:
+                raise ValueError(f"{where}: its base {base.name!r} has lora off")
+            if pin.lora_rank > base.max_lora_rank:
+                raise ValueError(
+                    f"{where}: LoRA rank {pin.lora_rank} exceeds max_lora_rank {base.max_lora_rank} of {base.name}"
+                )
+            if not pin.deployable:
+                raise ValueError(
+                    f"{where}: {pin.model_package} at {pin.source_uri} is a local pin (the demo's); an environment "
+                    "serves only a SageMaker model package whose archive is in S3"
+                )
+        if self.agent.model and self.agent.model not in self.components:
+            raise ValueError(
+                f"agent.model: {self.agent.model!r} is not a component this environment declares "
+                f"({', '.join(self.components)})"
             )
         if len(self.agent_runtime_name) > AGENTCORE_NAME_LENGTH:
             raise ValueError(
@@ -624,6 +778,8 @@ class DeliverySettings(_Model):
     smoke_checks: bool = True  # post-deploy health checks per stage, through the target's read-only lookup role
     log_retention_days: RetentionDays = 365  # the pipeline's CodeBuild logs
     artifact_noncurrent_version_days: int = Field(30, ge=1)
+    # The event bus in this account that receives the registry account's approvals and starts the pipeline.
+    approval_bus_name: str = Field("clinical-agent-model-approvals", pattern=r"^[0-9A-Za-z_.-]+$", max_length=256)
 
     @field_validator("environments")
     @classmethod
@@ -648,6 +804,10 @@ class AppSettings(_Model):
     environments: dict[str, EnvironmentSettings]  # every environment loaded (synthesized or promoted), by name
     synthesized: list[str]  # the environments synthesized as stages, in order
     delivery: DeliverySettings | None = None  # None: no delivery pipeline in this synth
+    # The delivery pipeline's account (config/delivery.yaml), where the environment that trains forwards its
+    # approvals, whether or not this synth includes the pipeline. None: the config directory has no delivery.yaml.
+    tooling: DeliverySettings | None = None
+    registry: str | None = None  # the environment that trains among the promoted ones (the registry of record)
 
     @property
     def stages(self) -> list[EnvironmentSettings]:
@@ -672,13 +832,17 @@ class AppSettings(_Model):
         return self
 
 
-def _format(env: str, err: ValidationError) -> str:
+def _problems(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"])
         msg = "required but missing" if e["type"] == "missing" else e["msg"].removeprefix("Value error, ")
         lines.append(f"  {field}: {msg}" if field else f"  {msg}")  # model-level messages name their field
-    return f"invalid configuration for environment '{env}':\n" + "\n".join(lines)
+    return "\n".join(lines)
+
+
+def _format(env: str, err: ValidationError) -> str:
+    return f"invalid configuration for environment '{env}':\n{_problems(err)}"
 
 
 def _read(name: str, config_dir: Path) -> dict[str, Any]:
@@ -710,10 +874,25 @@ def _parse_override(raw: Any) -> Any:
     return raw
 
 
+def load_model_lock(path: Path) -> ModelLock:
+    """The pinned adapters in ``path`` (config/models.lock.json); a missing file pins nothing."""
+    if not path.is_file():
+        return ModelLock()
+    try:
+        return ModelLock.model_validate_json(path.read_text())
+    except ValidationError as e:
+        raise ConfigError(f"invalid model lock {path}:\n{_problems(e)}") from None
+
+
 def load_environment(
-    name: str, *, overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR
+    name: str,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    config_dir: Path = CONFIG_DIR,
+    lock: ModelLock | None = None,
 ) -> EnvironmentSettings:
-    """Load and validate one environment; ``overrides`` maps dotted field paths to values."""
+    """Load and validate one environment; ``overrides`` maps dotted field paths to values; ``lock`` is the model lock
+    (default: ``config_dir``/models.lock.json)."""
     known = known_environments(config_dir)
     if name not in known:
         raise ConfigError(f"unknown environment '{name}'; known environments: {', '.join(known)}")
@@ -726,18 +905,55 @@ def load_environment(
             node = node.setdefault(p, {})
         # Account ids stay strings: "012345678901" must keep its leading zero.
         node[leaf] = value if leaf in ("account", "region") else _parse_override(value)
+    data["model_lock"] = lock if lock is not None else load_model_lock(config_dir / LOCK_FILE)
     try:
         return EnvironmentSettings.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format(name, e)) from None
 
 
-def load_delivery(overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR) -> DeliverySettings:
+def check_promotion(environments: list[EnvironmentSettings], lock: ModelLock) -> EnvironmentSettings | None:
+    """Rules across environments, for those synthesized together: at most one trains (the registry of record, which
+    this returns), every pinned adapter is served by one of them, and every account that serves a copy may read the
+    registry's archives (``registry.reader_accounts``)."""
+    trainers = [e for e in environments if e.trains]
+    if len(trainers) > 1:
+        raise ConfigError(
+            f"environments {', '.join(e.name for e in trainers)} all have a training section: exactly one trains "
+            "(its model package group is the registry of record); remove training: from the others"
+        )
+    registry = trainers[0] if trainers else None
+    for pin in lock.adapters if environments else ():
+        serving = [e for e in environments if pin in e.pinned_adapters]
+        if not serving:
+            raise ConfigError(
+                f"invalid model lock {LOCK_FILE}:\n  adapter {pin.name!r} runs on base {pin.base!r}, which none of "
+                f"{', '.join(e.name for e in environments)} declares in inference.models"
+            )
+        if registry is None:
+            continue
+        readers = {registry.account, *registry.registry.reader_accounts}
+        if stray := [e for e in serving if e.account not in readers]:
+            raise ConfigError(
+                f"invalid configuration for environment '{registry.name}':\n  registry.reader_accounts: "
+                + ", ".join(f"{e.name} ({e.account})" for e in stray)
+                + f" serve a copy of {pin.name!r} and must be able to read it; add the account(s)"
+            )
+    return registry
+
+
+def load_delivery(
+    overrides: Mapping[str, Any] | None = None, config_dir: Path = CONFIG_DIR, *, promoting: bool = True
+) -> DeliverySettings:
+    """config/delivery.yaml; ``promoting``: its environments must be files of ``config_dir`` (off when only the
+    tooling account is read, for the approvals the environment that trains forwards)."""
     data = _read("delivery", config_dir)
     for path, value in (overrides or {}).items():
         data[path] = value if path == "account" else _parse_override(value)
     try:
-        return DeliverySettings.model_validate(data, context={"known": known_environments(config_dir)})
+        return DeliverySettings.model_validate(
+            data, context={"known": known_environments(config_dir)} if promoting else {}
+        )
     except ValidationError as e:
         raise ConfigError(_format("delivery", e)) from None
 
@@ -745,11 +961,12 @@ def load_delivery(overrides: Mapping[str, Any] | None = None, config_dir: Path =
 def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     paths = []
     for name, field in model.model_fields.items():
-        if name == "name":
+        if name in ("name", "model_lock"):  # the lock is a file of its own (context models_lock=PATH)
             continue
         paths.append(prefix + name)
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            paths += _field_paths(field.annotation, f"{prefix}{name}.")
+        for kind in (field.annotation, *typing.get_args(field.annotation)):  # Optional sections too
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                paths += _field_paths(kind, f"{prefix}{name}.")
     return paths
 
 
@@ -819,18 +1036,22 @@ def load_app(context: Mapping[str, Any]) -> AppSettings:
     known = known_environments(config_dir)
     given = context.get("environments")
     names = requested_environments(given, known)
+    lock_file = context.get("models_lock")
+    lock = load_model_lock(Path(lock_file) if lock_file else config_dir / LOCK_FILE)
     errors: list[str] = []
-    delivery = None
-    if delivery_enabled(context.get("delivery"), environments_given=given is not None):
+    tooling = None
+    on = delivery_enabled(context.get("delivery"), environments_given=given is not None)
+    if on or (config_dir / "delivery.yaml").is_file():
         try:
-            delivery = load_delivery(context_overrides(context, "delivery"), config_dir)
+            tooling = load_delivery(context_overrides(context, "delivery"), config_dir, promoting=on)
         except ConfigError as e:
             errors.append(str(e))
+    delivery = tooling if on else None
     environments: dict[str, EnvironmentSettings] = {}
     for name in dict.fromkeys([*names, *(delivery.environments if delivery else [])]):
         try:
             environments[name] = load_environment(
-                name, overrides=context_overrides(context, name), config_dir=config_dir
+                name, overrides=context_overrides(context, name), config_dir=config_dir, lock=lock
             )
         except ConfigError as e:
             errors.append(str(e))
@@ -838,7 +1059,23 @@ def load_app(context: Mapping[str, Any]) -> AppSettings:
         raise ConfigError("\n".join(errors))
     if given is None:  # every environment: development first, production last
         names.sort(key=lambda n: (TIERS.index(environments[n].tier), n))
+    check_promotion([environments[n] for n in names], lock)
+    registry = None
+    if delivery:
+        registry = check_promotion([environments[n] for n in delivery.environments], lock)
+        if registry is None:
+            raise ConfigError(
+                "invalid configuration for environment 'delivery':\n  environments: none of "
+                f"{', '.join(delivery.environments)} trains; the pipeline promotes the approvals of the one that "
+                "does (the environment with a training section)"
+            )
     try:
-        return AppSettings(environments=environments, synthesized=names, delivery=delivery)
+        return AppSettings(
+            environments=environments,
+            synthesized=names,
+            delivery=delivery,
+            tooling=tooling,
+            registry=registry.name if registry else None,
+        )
     except ValidationError as e:
         raise ConfigError(_format("delivery", e)) from None

@@ -17,11 +17,21 @@ from stacks.data_stack import DataStack
 from stacks.inference_stack import InferenceStack
 from stacks.mlops_stack import MlopsStack
 from stacks.network_stack import NetworkStack
-from stacks.settings import EnvironmentSettings
+from stacks.settings import DeliverySettings, EnvironmentSettings
 
 
 class ClinicalAgentStage(Stage):
-    def __init__(self, scope: Construct, id: str, *, settings: EnvironmentSettings, **kwargs) -> None:
+    """``tooling``: the delivery pipeline's account, where the environment that trains forwards its approvals."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        settings: EnvironmentSettings,
+        tooling: DeliverySettings | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, id, env=Environment(account=settings.account, region=settings.region), **kwargs)
         self.settings = settings
         Tags.of(self).add("project", "clinical-agent")
@@ -58,11 +68,12 @@ class ClinicalAgentStage(Stage):
             datasets_bucket=self.data.datasets_bucket,
             artifacts_bucket=self.data.artifacts_bucket,
             network=self.network,
-            endpoint_name=self.inference.endpoint_name,
-            base_component_name=self.inference.base_component_names[settings.approved_adapter_base],
-            grant_manage_components=self.inference.grant_manage_components,
-            alarm_topic=self.inference.alarm_topic,
-            description=describe("MLOps: MLflow, registry, fine-tuning pipeline, approval to deployment"),
+            tooling=tooling,
+            description=describe(
+                "MLOps: MLflow, registry of record, fine-tuning pipeline, approvals to the delivery pipeline"
+                if settings.trains
+                else "MLOps: MLflow"
+            ),
         )
         self.agent = AgentStack(
             self,
@@ -71,7 +82,7 @@ class ClinicalAgentStage(Stage):
             key=self.data.key,
             reports_bucket=self.data.reports_bucket,
             endpoint_name=self.inference.endpoint_name,
-            inference_component=settings.agent_model,
+            inference_component=settings.agent_component,  # declared in this environment (Inference)
             mlflow_tracking_uri=self.mlops.mlflow_tracking_uri,
             grant_mlflow=self.mlops.mlflow.grant_use,
             vpc=self.network.vpc if self.network else None,

@@ -3,6 +3,7 @@
     make diff ENV=prod                       # show what would change
     make diff ENV=prod FAIL_ON=destructive   # exit non-zero on replacements or deletions
     make diff ENV=prod FAIL_ON=broadening    # ... on changes that broaden security permissions
+    make diff ENV=prod PIN=other.lock.json   # ... with another model lock than config/models.lock.json
 
 The baseline is the reviewed template in baselines/<Stage>/ (refreshed with `make snapshot`).
 Runs `cdk diff --template <baseline>` per stack of the environment; no AWS credentials needed.
@@ -29,12 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True)
     parser.add_argument("--fail-on", choices=FAIL_ON)
+    parser.add_argument("--models-lock", type=Path, help="the pinned adapters (default: config/models.lock.json)")
     args = parser.parse_args(argv)
     stage = load_environment(args.env).stage_id  # validates the name and the config
+    lock = ["-c", f"models_lock={args.models_lock.resolve()}"] if args.models_lock else []
 
     with tempfile.TemporaryDirectory() as outdir:
         subprocess.run(
-            [CDK, "synth", "--quiet", f"{stage}/*", "-c", f"environments={args.env}", "--output", outdir], check=True
+            [CDK, "synth", "--quiet", f"{stage}/*", "-c", f"environments={args.env}", *lock, "--output", outdir],
+            check=True,
         )
         rc = 0
         for stack in (s for s in stacks(Path(outdir)) if s.stage == stage):

@@ -35,6 +35,7 @@ class ModelComponent(Construct):
         startup_timeout_seconds: int,
         subnet_ids: Sequence[str] = (),
         security_group_ids: Sequence[str] = (),
+        adapters: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id)
         self.component_name = model.name
@@ -105,4 +106,5 @@ class ModelComponent(Construct):
             min_copies=model.min_copies,
             max_copies=model.max_copies,
             target_invocations_per_copy=model.target_invocations_per_copy,
+            adapters=adapters,  # their requests wake this base too
         )

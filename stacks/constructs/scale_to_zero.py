@@ -4,9 +4,17 @@ Target tracking adds and removes copies between ``min_copies`` and ``max_copies`
 ``min_copies`` is 0). At zero copies there is no per-copy metric to track, so a request that finds no
 capacity fails with ``NoCapacityInvocationFailures``: an alarm on that metric drives a step policy that
 adds one copy (managed instance scaling then brings an instance back if the endpoint had none).
+
+The metric's dimension is ``InferenceComponentName``. A request for an adapter component names the adapter, and
+AWS documents no rule for which name the metric carries when the adapter's base has no copy
+(https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html describes base components
+only). So a base with adapters is woken by a metric-math alarm over the metric of the base *and* of each of its
+adapters: whichever name SageMaker reports, the base's step policy adds a copy.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, CfnResource, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -33,6 +41,20 @@ def no_capacity_metric(component_name: str) -> cw.Metric:
     )
 
 
+def no_capacity(component_name: str, adapters: Sequence[str]) -> cw.IMetric:
+    """Requests that found no copy of the base: its own metric, or with adapters the largest of its and theirs
+    (a missing datapoint counts as 0)."""
+    if not adapters:
+        return no_capacity_metric(component_name)
+    metrics = {f"m{i}": no_capacity_metric(name) for i, name in enumerate([component_name, *adapters])}
+    return cw.MathExpression(
+        expression=f"MAX([{', '.join(f'FILL({m}, 0)' for m in metrics)}])",
+        using_metrics=metrics,
+        label=f"NoCapacityInvocationFailures of {component_name} and its adapters",
+        period=Duration.minutes(1),
+    )
+
+
 class ComponentScaling(Construct):
     """Scalable target + target tracking; with ``min_copies == 0`` also the scale-from-zero step policy and alarm."""
 
@@ -46,6 +68,7 @@ class ComponentScaling(Construct):
         min_copies: int,
         max_copies: int,
         target_invocations_per_copy: int,
+        adapters: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id)
         self.target = appscaling.ScalableTarget(
@@ -92,11 +115,12 @@ class ComponentScaling(Construct):
             self.no_capacity_alarm = cw.Alarm(
                 self,
                 "NoCapacity",
-                metric=no_capacity_metric(component_name),
+                metric=no_capacity(component_name, adapters),
                 threshold=1,
                 evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                alarm_description=f"{component_name}: requests found no copy; add one (scale from zero)",
+                alarm_description=f"{', '.join([component_name, *adapters])}: requests found no copy of "
+                f"{component_name}; add one (scale from zero)",
             )
             self.no_capacity_alarm.add_alarm_action(cw_actions.ApplicationScalingAction(step))

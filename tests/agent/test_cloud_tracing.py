@@ -182,7 +182,7 @@ def test_the_seed_case_is_answered_from_the_package_with_the_deployed_environmen
     assert after == deployed_run["files_before"]  # nothing compiled or written at run time
 
 
-def test_mlflow_receives_one_trace_through_the_signed_arn_path(deployed_run):
+def test_mlflow_receives_one_trace_through_the_signed_arn_path(deployed_run, runtime_resource):
     stats = deployed_run["proxy"]
     assert stats["rejected"] == [] and stats["verified"] > 0  # every MLflow call was SigV4-signed for the App
     (trace,) = [t for t in deployed_run["mlflow"] if TREE <= {s.name for s in t.data.spans}]
@@ -191,7 +191,9 @@ def test_mlflow_receives_one_trace_through_the_signed_arn_path(deployed_run):
     assert spans["clinical_request"].parent_id is None  # one tree per invocation, rooted at the request
     diagnose = spans["diagnose"].attributes
     assert diagnose["sagemaker.endpoint_name"] == "clinical-llm"
-    assert diagnose["sagemaker.inference_component"] == "clinical-lora"
+    # the component dev declares for its agent (the committed pin pins nothing: its base model)
+    component = runtime_resource["EnvironmentVariables"]["SAGEMAKER_INFERENCE_COMPONENT"]
+    assert diagnose["sagemaker.inference_component"] == component == "llama32-3b"
     assert diagnose["gen_ai.request.max_tokens"] == 1024 and diagnose["gen_ai.request.temperature"] == 0.2
     assert diagnose["diagnosis.success"] is True and diagnose["diagnosis.response_length"] > 0
     assert diagnose["diagnosis.duration_ms"] > 0
@@ -201,14 +203,15 @@ def test_mlflow_receives_one_trace_through_the_signed_arn_path(deployed_run):
         assert value not in everything, f"{value!r} reached MLflow"
 
 
-def test_agentcore_observability_receives_the_same_tree_redacted(deployed_run):
+def test_agentcore_observability_receives_the_same_tree_redacted(deployed_run, runtime_resource):
     spans = deployed_run["otlp_spans"]
     tree = [s for s in spans if s["name"] in TREE]
     assert TREE <= names(tree)
     assert len({s["trace_id"] for s in tree}) == 1  # the invocation's spans share one trace
     (diagnose,) = [s for s in spans if s["name"] == "diagnose"]
     a = diagnose["attributes"]
-    assert a["sagemaker.endpoint_name"] == "clinical-llm" and a["sagemaker.inference_component"] == "clinical-lora"
+    component = runtime_resource["EnvironmentVariables"]["SAGEMAKER_INFERENCE_COMPONENT"]
+    assert a["sagemaker.endpoint_name"] == "clinical-llm" and a["sagemaker.inference_component"] == component
     assert int(a["gen_ai.request.max_tokens"]) == 1024 and a["diagnosis.success"] is True
     assert a["diagnosis.prompt"] == "[REDACTED]"
     everything = json.dumps(spans) + json.dumps(deployed_run["otlp_logs"])

@@ -11,11 +11,16 @@ flow on an untrained model does not. A second run over the same workdir skips ev
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
-from local.demo import ADAPTER, MODEL_NAME, Demo, GateFailed, Settings, accuracy_of
+from local.demo import ADAPTER, MODEL_NAME, AgentFailed, Demo, GateFailed, Settings, accuracy_of
+from stacks.settings import load_model_lock
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -51,6 +56,7 @@ def test_the_agent_itself_reads_the_record_and_stores_the_report_naming_pneumoni
     assert "get_patient_record" in tools and "upload_diagnostic_report" in tools
     assert tools.index("get_patient_record") < tools.index("upload_diagnostic_report")
     assert result["report_source"] == "agent"  # the model stored it, not the app's fallback
+    assert result["report_encryption"] == "aws:kms"
     report = result["report"]
     assert report.startswith("# Diagnostic report - P-000045")
     assert "Most likely diagnosis: Community-acquired pneumonia" in report  # the assessment diagnose gave it
@@ -67,6 +73,22 @@ def test_the_model_version_is_registered_with_the_evaluation_it_passed(finished)
     assert float(version.tags["accuracy"]) == accuracy_of(result["evaluation"]["tuned"])
     assert float(version.tags["accuracy_threshold"]) == result["threshold"] <= float(version.tags["accuracy"])
     assert client.list_artifacts(version.run_id, "adapter")  # the adapter files are in the run
+
+
+def test_the_register_step_pins_the_version_in_the_demos_own_lock_and_that_adapter_serves(finished):
+    demo, result = finished
+    (pin,) = load_model_lock(demo.lock_path).adapters
+    assert demo.lock_path.parent == demo.work  # the demo's own pin; config/models.lock.json is not touched
+    assert load_model_lock(ROOT / "config" / "models.lock.json").adapters == []
+    assert (pin.name, pin.base) == (ADAPTER, "llama32-3b")
+    assert pin.model_package == f"models:/{MODEL_NAME}/{result['registered']['version']}"
+    assert pin.mlflow_run_id == result["registered"]["run_id"] and pin.lora_rank == demo.s.lora_rank
+    archive = Path(pin.source_uri.removeprefix("file://"))
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == pin.sha256
+    served = demo.work / "serving" / pin.artifact_key.removesuffix(".tar.gz")  # the checked, unpacked copy
+    trained = demo.work / "adapter"
+    assert sorted(p.name for p in served.iterdir()) == sorted(p.name for p in trained.iterdir())
+    assert (served / "adapter_config.json").read_bytes() == (trained / "adapter_config.json").read_bytes()
 
 
 def test_below_the_threshold_nothing_is_registered_and_the_reason_is_given(finished, tmp_path):
@@ -100,7 +122,11 @@ def test_an_untrained_model_in_the_same_flow_does_not_give_that_answer(finished,
     control.services["mlflow"] = demo.services["mlflow"]  # shared, and stopped by the first demo
     control._starting = None
     try:
-        untrained = control.serve_and_ask(str(build_tiny_model(tmp_path / "random")), None)
+        untrained = control.serve_and_ask(str(build_tiny_model(tmp_path / "random")), adapter=False)
+    except AgentFailed as e:  # the app's fallback asked the untrained model, which gave no assessment at all
+        assert e.status == 502 and "returned an empty assessment" in e.body
+        assert "pneumonia" not in e.body.lower()
+        return
     finally:
         control.services.pop("mlflow")
         control.stop_all()

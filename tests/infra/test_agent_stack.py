@@ -78,7 +78,7 @@ def test_model_invocation_is_limited_to_the_endpoint_and_the_agents_component(te
     account, region = s.account, s.region
     assert sorted(as_list(invoke["Resource"])) == [
         f"arn:aws:sagemaker:{region}:{account}:endpoint/{s.inference.endpoint_name}",
-        f"arn:aws:sagemaker:{region}:{account}:inference-component/{s.agent_model}",
+        f"arn:aws:sagemaker:{region}:{account}:inference-component/{s.agent_component}",
     ]
 
 
@@ -333,7 +333,7 @@ def test_runtime_environment_names_endpoint_component_bucket_table_and_mlflow(te
     s = stages[env].settings
     env_vars = environment(templates[env])
     assert env_vars["SAGEMAKER_ENDPOINT_NAME"] == s.inference.endpoint_name
-    assert env_vars["SAGEMAKER_INFERENCE_COMPONENT"] == s.agent_model
+    assert env_vars["SAGEMAKER_INFERENCE_COMPONENT"] == s.agent_component
     assert env_vars["AWS_REGION"] == s.region
     assert env_vars["RECORD_PROMPTS"] == "false"
     assert env_vars["MODEL_MAX_TOKENS"] == str(s.agent.max_tokens)

@@ -22,26 +22,6 @@ from tools.assembly import missing_context
 PRE_STAGES = ["Source", "Build", "UpdatePipeline", "Assets"]
 
 
-@pytest.fixture(scope="session")
-def delivery(stages, tmp_path_factory):
-    """The Delivery stack of the shared session app; if that app leaves it out, of an app with it (one more synth)."""
-    stack = next(iter(stages.values())).node.scope.node.try_find_child(DELIVERY_STACK_ID)
-    if stack is None:
-        app = make_app(str(tmp_path_factory.mktemp("delivery.out")), delivery="true")
-        build_app(app)
-        app.synth()
-        stack = app.node.find_child(DELIVERY_STACK_ID)
-    return stack
-
-
-@pytest.fixture(scope="session")
-def pipeline(delivery) -> dict:
-    """The synthesized CodePipeline's properties."""
-    pipelines = template(delivery).find_resources("AWS::CodePipeline::Pipeline")
-    assert len(pipelines) == 1
-    return next(iter(pipelines.values()))["Properties"]
-
-
 def stage_actions(pipeline: dict, name: str) -> list[dict]:
     return next(s["Actions"] for s in pipeline["Stages"] if s["Name"] == name)
 
@@ -118,7 +98,7 @@ def test_an_environment_in_another_region_is_deployed_there_through_a_keyed_repl
         environments="",
         delivery="true",
         **{
-            "delivery.environments": '["prod"]',
+            "delivery.environments": '["dev", "prod"]',  # dev trains: the pipeline promotes its approvals
             "prod.region": "eu-west-1",
             "prod.network.availability_zone_ids": '["euw1-az1", "euw1-az2"]',
         },
@@ -155,10 +135,18 @@ def test_artifact_key_lets_every_target_deploy_role_decrypt(delivery):
     )
 
 
-def test_synth_step_runs_the_tests_before_synthesizing_into_cdk_out(delivery):
+def test_synth_step_runs_the_tests_before_synthesizing_into_cdk_out_with_the_resolved_pin(delivery):
     projects = template(delivery).find_resources("AWS::CodeBuild::Project")
     synth_spec = next(json.loads(p["Properties"]["Source"]["BuildSpec"]) for k, p in projects.items() if "Synth" in k)
-    assert synth_spec["phases"]["build"]["commands"] == ["make check", "make test", "make synth"]
+    # The tests run with the committed pin (the reviewed baselines come from it); the stages deploy the resolved one.
+    assert synth_spec["phases"]["build"]["commands"] == [
+        "make check",
+        "make test",
+        "cp resolved-pin/models.lock.json config/models.lock.json",
+        "make synth",
+    ]
+    (link,) = synth_spec["phases"]["install"]["commands"]  # ResolvePin's output, linked in before the build
+    assert link.endswith('ln -s -- "$CODEBUILD_SRC_DIR_ResolvePin_Output" "resolved-pin"')
     assert synth_spec["phases"]["install"]["runtime-versions"] == {"python": "3.11", "nodejs": "20"}
     assert synth_spec["artifacts"]["base-directory"] == "cdk.out"
 

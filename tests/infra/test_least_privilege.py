@@ -17,6 +17,7 @@ from constructs import Construct
 from stacks.compliance import WILDCARDS, review_wildcards, statement_wildcards
 from stacks.constructs.asset_roles import BUILD_ACTIONS, scope_asset_build_grants
 from tools.assembly import stacks
+from tools.synth import synth
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +139,22 @@ def test_the_rewrite_fails_synth_when_cdk_stops_granting_builds_on_every_resourc
 # --- the training pipeline's network interfaces ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stage", ["Staging", "Prod"])
-def test_the_pipeline_role_manages_network_interfaces_only_in_its_vpc_and_subnets(templates, stage):
+@pytest.fixture(scope="module")
+def networked_mlops(tmp_path_factory) -> dict:
+    """The Mlops template of the environment that trains (dev), with its network on (so a tracking server)."""
+    network = {
+        "dev.network.enabled": "true",
+        "dev.network.availability_zone_ids": '["use1-az1", "use1-az2"]',
+        "dev.mlflow.kind": "tracking_server",
+    }
+    stage = synth(str(tmp_path_factory.mktemp("cdk.out")), environments="dev", **network)["dev"]
+    return Template.from_stack(stage.mlops).to_json()
+
+
+def test_the_pipeline_role_manages_network_interfaces_only_in_its_vpc_and_subnets(networked_mlops):
     found = {
         st["Sid"]: st
-        for lid, st in statements(templates[f"{stage}/Mlops"])
+        for lid, st in statements(networked_mlops)
         if lid.startswith("PipelineExecutionRole") and st.get("Sid", "").startswith("Jobs")
     }
     everywhere = [a for st in found.values() if st["Resource"] == "*" for a in as_list(st["Action"])]

@@ -61,8 +61,11 @@ def test_the_committed_execution_policy_is_generated_from_the_templates(stages, 
     assert tooling == exec_policy.policy(Path(assembly_dir), tooling=True)
     assert {"codepipeline:*", "codebuild:*"} <= set(tooling["Statement"][0]["Action"])
     actions = set(committed["Statement"][0]["Action"])
-    # Services the hand-written list missed: weak references read the producing stack; queues; traces.
-    assert {"cloudformation:DescribeStacks", "sqs:*", "xray:*", "bedrock-agentcore:*", "sagemaker:*"} <= actions
+    # Services the hand-written list missed: weak references read the producing stack; traces; the adapter copies (a
+    # custom resource's function) and the approvals forwarded to the tooling account.
+    assert {"cloudformation:DescribeStacks", "xray:*", "bedrock-agentcore:*", "sagemaker:*"} <= actions
+    assert {"lambda:*", "events:*"} <= actions and "sqs:*" not in actions
+    assert "events:*" in set(tooling["Statement"][0]["Action"])  # the approvals bus and its rule
     assert "*" not in actions and "docs/cfn-exec-policy.json" in (ROOT / "docs/delivery.md").read_text()
 
 

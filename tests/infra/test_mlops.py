@@ -1,4 +1,5 @@
-"""MLOpsStack: MLflow per setting, registry readers, model card, pipeline definition and role, approval to deploy."""
+"""MLOpsStack: MLflow per setting; where the environment trains, the registry with its readers and model card, the
+pipeline definition and role (promotion: tests/infra/test_promotion.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import io
 import json
 import re
 import tarfile
-from pathlib import Path
 
 import pytest
 from aws_cdk import App, Stack
@@ -17,9 +17,10 @@ from aws_cdk.assertions import Match
 
 from stacks import compliance
 from stacks.constructs.source_archive import archive_bytes
+from stacks.constructs.training_image import TrainingImage
 from stacks.constructs.training_pipeline import substitute
 from stacks.settings import ConfigError, load_environment
-from tests.infra.conftest import ROOT, make_app, synth, template
+from tests.infra.conftest import make_app, synth, template
 
 READERS = ["222222222222", "333333333333"]  # config/dev.yaml registry.reader_accounts
 
@@ -73,10 +74,17 @@ def test_mlflow_is_the_serverless_app_under_its_own_prefix_by_default(stages):
 
 @pytest.fixture(scope="module")
 def tracking_server_stage(tmp_path_factory):
+    """dev with its network on (so a tracking server), and no reader accounts."""
     return synth(
         str(tmp_path_factory.mktemp("cdk.out")),
         environments="dev",
-        **{"dev.mlflow.kind": "tracking_server", "dev.mlflow.tracking_server_size": "Medium"},
+        **{
+            "dev.mlflow.kind": "tracking_server",
+            "dev.mlflow.tracking_server_size": "Medium",
+            "dev.network.enabled": "true",
+            "dev.network.availability_zone_ids": '["use1-az1", "use1-az2"]',
+            "dev.registry.reader_accounts": "[]",
+        },
     )["dev"]
 
 
@@ -143,18 +151,30 @@ def test_reader_accounts_may_read_only_adapter_archives_and_decrypt_only_through
     assert decrypt[0]["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
 
 
-def test_without_reader_accounts_nothing_is_shared(stages):
-    prod = stages["prod"]
-    assert "ModelPackageGroupPolicy" not in only(prod, "AWS::SageMaker::ModelPackageGroup")
-    data = json.dumps(template(prod.data).to_json())
-    assert "RegistryReaders" not in data
+def test_without_reader_accounts_nothing_is_shared(tracking_server_stage):
+    stage = tracking_server_stage
+    assert "ModelPackageGroupPolicy" not in only(stage, "AWS::SageMaker::ModelPackageGroup")
+    assert "RegistryReaders" not in json.dumps(template(stage.data).to_json())
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_environments_that_do_not_train_have_mlflow_and_no_registry_pipeline_or_sharing(stages, env):
+    """Only the environment that trains has a registry (the registry of record) and a pipeline; the others serve
+    copies of what it approved."""
+    assert not stages[env].settings.trains
+    t = template(stages[env].mlops)
+    for kind in ("ModelPackageGroup", "ModelCard", "Pipeline"):
+        t.resource_count_is(f"AWS::SageMaker::{kind}", 0)
+    t.resource_count_is("AWS::SageMaker::MlflowTrackingServer", 1)  # the agent's traces
+    assert {o for o in t.to_json()["Outputs"] if not o.startswith("PublishOutput")} == {"MlflowArn"}
+    assert "RegistryReaders" not in json.dumps(template(stages[env].data).to_json())
+    images = [c for c in stages[env].node.find_all() if isinstance(c, TrainingImage)]
+    assert images == [] and [c for c in stages["dev"].node.find_all() if isinstance(c, TrainingImage)]
 
 
 def test_model_card_states_clinician_support_risk_and_limits_and_is_encrypted(stages):
-    for env, status in {"dev": "Draft", "staging": "PendingReview", "prod": "Approved"}.items():
-        card = only(stages[env], "AWS::SageMaker::ModelCard")
-        assert card["ModelCardStatus"] == status, env
     card = only(stages["dev"], "AWS::SageMaker::ModelCard")
+    assert card["ModelCardStatus"] == "Draft"
     assert card["ModelCardName"] == "clinical-diagnosis-assistant"
     assert "KmsKeyId" in card["SecurityConfig"]
     content = card["Content"]
@@ -203,8 +223,10 @@ def test_pipeline_definition_is_one_fn_sub_of_this_environments_resources(stages
     assert "VpcConfig" not in train  # dev has no network
 
 
-def test_pipeline_jobs_run_in_private_subnets_with_encrypted_inter_container_traffic_when_network_is_on(stages):
-    definition, variables = pipeline_body(stages["staging"])
+def test_pipeline_jobs_run_in_private_subnets_with_encrypted_inter_container_traffic_when_network_is_on(
+    tracking_server_stage,
+):
+    definition, variables = pipeline_body(tracking_server_stage)
     train = next(s for s in definition["Steps"] if s["Name"] == "FineTune")["Arguments"]
     subnets = [k for k in variables if k.startswith("Subnet")]
     assert len(subnets) == 2
@@ -303,7 +325,7 @@ def test_every_step_runs_the_training_image_built_from_containers_training(stage
 
 def test_training_and_evaluation_jobs_on_local_nvme_instances_have_no_volume_key(stages):
     """ml.g5 has local NVMe storage: CreateTrainingJob / CreateProcessingJob refuse VolumeKmsKeyId there."""
-    definition, _ = pipeline_body(stages["prod"])
+    definition, _ = pipeline_body(stages["dev"])
     steps = {s["Name"]: s for s in definition["Steps"]}
     assert "VolumeKmsKeyId" not in steps["FineTune"]["Arguments"]["ResourceConfig"]
     assert "VolumeKmsKeyId" not in steps["Evaluate"]["Arguments"]["ProcessingResources"]["ClusterConfig"]
@@ -322,105 +344,6 @@ def test_the_registered_package_card_is_the_full_card_cut_to_the_package_schema(
     assert card["model_overview"] == {"model_creator": "Clinical agent ML platform team"}
     full = only(stages["dev"], "AWS::SageMaker::ModelCard")["Content"]
     assert "ModelDescription" in full["ModelOverview"]  # the full card keeps what the package card cannot hold
-
-
-# --- approval → deployment ------------------------------------------------------------------
-
-
-def test_approval_rule_matches_only_approvals_in_this_group(stages):
-    rule = only(stages["dev"], "AWS::Events::Rule")
-    assert rule["EventPattern"] == {
-        "source": ["aws.sagemaker"],
-        "detail-type": ["SageMaker Model Package State Change"],
-        "detail": {"ModelPackageGroupName": ["clinical-diagnosis-llama"], "ModelApprovalStatus": ["Approved"]},
-    }
-    assert rule["Targets"][0]["Arn"]["Fn::GetAtt"][0].startswith("ApprovalToDeploymentFunction")
-
-
-def test_deploy_function_is_configured_for_its_handler(stages):
-    fn = only(stages["dev"], "AWS::Lambda::Function")
-    env = fn["Environment"]["Variables"]
-    assert {k: v for k, v in env.items() if k != "IDEMPOTENCY_TABLE"} == {
-        "ENDPOINT_NAME": "clinical-llm",
-        "BASE_COMPONENT_NAME": "llama32-3b",
-        "ADAPTER_COMPONENT_NAME": "clinical-lora",
-        "MODEL_PACKAGE_GROUP_NAME": "clinical-diagnosis-llama",
-        "POWERTOOLS_SERVICE_NAME": "deploy-adapter",
-    }
-    assert env["IDEMPOTENCY_TABLE"]["Ref"].startswith("ApprovalToDeploymentIdempotency")
-    assert fn["ReservedConcurrentExecutions"] == 1 and fn["TracingConfig"] == {"Mode": "Active"}
-    assert fn["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0].startswith("ApprovalToDeploymentDeadLetters")
-    assert "VpcConfig" not in fn  # dev: no network
-    staging = only(stages["staging"], "AWS::Lambda::Function")
-    assert len(staging["VpcConfig"]["SubnetIds"]) == 2 and len(staging["VpcConfig"]["SecurityGroupIds"]) == 1
-
-
-def test_deploy_function_bundle_holds_the_handler_and_its_dependencies_for_lambda(stages):
-    stage = stages["dev"]
-    key = only(stage, "AWS::Lambda::Function")["Code"]["S3Key"]
-    bundle = Path(stage.node.root.outdir) / f"asset.{key.removesuffix('.zip')}"
-    assert (bundle / "handler.py").read_text() == (ROOT / "lambda" / "deploy_adapter" / "handler.py").read_text()
-    assert (bundle / "aws_lambda_powertools").is_dir()
-    assert list(bundle.glob("pydantic_core/_pydantic_core.cpython-314-x86_64-linux-gnu.so"))
-
-
-def test_idempotency_table_and_dead_letters_are_encrypted_and_recoverable(stages):
-    t = template(stages["dev"].mlops)
-    t.has_resource_properties(
-        "AWS::DynamoDB::GlobalTable",
-        {
-            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
-            "Replicas": [
-                Match.object_like(
-                    {
-                        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-                        "SSESpecification": {"KMSMasterKeyId": Match.any_value()},
-                    }
-                )
-            ],
-        },
-    )
-    t.has_resource_properties("AWS::SQS::Queue", {"KmsMasterKeyId": Match.any_value()})
-    t.has_resource_properties(
-        "AWS::SQS::QueuePolicy",
-        {
-            "PolicyDocument": {
-                "Statement": Match.array_with(
-                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
-                )
-            }
-        },
-    )
-    t.resource_count_is("AWS::CloudWatch::Alarm", 2)
-
-
-def test_deploy_function_may_touch_only_this_endpoints_adapter_component_and_this_groups_packages(stages):
-    sagemaker = [
-        s
-        for s in statements(stages["dev"], logical_prefix="ApprovalToDeploymentRole")
-        if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))
-    ]
-    granted = {(a, r.split(":", 5)[5]) for s in sagemaker for a in as_list(s["Action"]) for r in as_list(s["Resource"])}
-    assert {r for _, r in granted} <= {
-        "endpoint/clinical-llm",
-        "inference-component/clinical-lora",
-        "model-package/clinical-diagnosis-llama/*",
-    }
-    assert {a for a, r in granted if r.startswith("model-package")} == {"sagemaker:DescribeModelPackage"}
-    assert ("sagemaker:UpdateInferenceComponent", "inference-component/clinical-lora") in granted
-    assert not any(s.get("Resource") == "*" for s in sagemaker)
-    dynamodb = [
-        s
-        for s in statements(stages["dev"], logical_prefix="ApprovalToDeploymentRole")
-        if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))
-    ]
-    assert sorted(a for s in dynamodb for a in as_list(s["Action"])) == [
-        "dynamodb:DeleteItem",
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-    ]
 
 
 # --- compliance helper ----------------------------------------------------------------------

@@ -206,6 +206,29 @@ def component(copies: int, base: str | None = None) -> dict:
     }
 
 
+def adapter(url: Any = "s3://b/adapters/a.tar.gz", **spec: Any) -> dict:
+    """An adapter component on the base component "c" (declared by component())."""
+    return {
+        "Type": "AWS::SageMaker::InferenceComponent",
+        "Properties": {
+            "InferenceComponentName": "a",
+            "EndpointName": "e",
+            "Specification": {"BaseInferenceComponentName": "c", "Container": {"ArtifactUrl": url}, **spec},
+        },
+        "DependsOn": ["C"],
+    }
+
+
+def event_rule(**target: Any) -> dict:
+    return {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "EventPattern": {"source": ["aws.sagemaker"]},
+            "Targets": [{"Id": "Bus", "Arn": "arn:aws:events:us-east-1:444444444444:event-bus/b", **target}],
+        },
+    }
+
+
 def scalable_target(**extra: Any) -> dict:
     return {
         "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
@@ -363,6 +386,22 @@ FIXTURES: dict[str, tuple[dict, dict]] = {
         {"C": component(1), "T": scalable_target(DependsOn=["C"])},
     ),
     "ComponentEndpointExecutionRole": ({"C": endpoint_config(role=None)}, {"C": endpoint_config()}),
+    "AdapterArtifactArchive": (
+        {"C": component(1), "A": adapter({"Fn::Join": ["", ["s3://", {"Ref": "B"}, "/adapters/"]]})},
+        {"C": component(1), "A": adapter({"Fn::Join": ["", ["s3://", {"Ref": "B"}, "/adapters/x.tar.gz"]]})},
+    ),
+    "AdapterUsesBaseCompute": (
+        {"C": component(1), "A": adapter(ComputeResourceRequirements={"MinMemoryRequiredInMb": 1024})},
+        {"C": component(1), "A": adapter()},
+    ),
+    "AdapterAfterBase": (
+        {"C": component(1), "A": {k: v for k, v in adapter().items() if k != "DependsOn"}},
+        {"C": component(1), "A": adapter()},
+    ),
+    "EventBusTargetRole": (
+        {"R": event_rule()},
+        {"R": event_rule(RoleArn="arn:aws:iam::111111111111:role/forward")},
+    ),
 }
 
 

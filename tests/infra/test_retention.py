@@ -62,13 +62,16 @@ def test_every_stateful_resource_outside_development_is_retained_except_on_creat
                 if policies(r) != expected:
                     wrong.append(f"{s.display_name}/{logical_id} ({r['Type']}): {policies(r)}")
     assert wrong == []
-    protected = {t for tier, t in checked if tier != "development"}
-    # The registry, its card, MLflow's store, tables, buckets, keys and log groups are all among the checked.
-    assert protected >= {
+    # The registry, its card and pipeline (only where training runs: dev), MLflow's store, tables, buckets, keys and
+    # log groups are all among the checked; outside development, every kind of store the environments hold.
+    assert {t for _, t in checked} >= {
         "AWS::SageMaker::ModelPackageGroup",
         "AWS::SageMaker::ModelCard",
-        "AWS::SageMaker::MlflowTrackingServer",
         "AWS::SageMaker::Pipeline",
+        "AWS::SageMaker::MlflowApp",
+    }
+    assert {t for tier, t in checked if tier != "development"} >= {
+        "AWS::SageMaker::MlflowTrackingServer",
         "AWS::DynamoDB::Table",
         "AWS::S3::Bucket",
         "AWS::KMS::Key",
@@ -102,7 +105,6 @@ def config_with_a_new_production_region(tmp_path) -> Path:
     prod = yaml.safe_load((CONFIG_DIR / "prod.yaml").read_text())
     prod.update(account="555555555555", region="us-west-2")
     prod["network"]["availability_zone_ids"] = ["usw2-az1", "usw2-az2"]
-    prod["training"]["base_image"] = prod["training"]["base_image"].replace("us-east-1", "us-west-2")
     (config / "prod-west.yaml").write_text(yaml.safe_dump(prod))
     return config
 
@@ -119,7 +121,7 @@ def test_a_new_environment_file_is_synthesized_and_protected_by_its_tier(config_
         for r in resources(s.template).values()
         if r["Type"] in STATEFUL_TYPES
     }
-    assert {t for _, t in found} >= {"AWS::SageMaker::ModelPackageGroup", "AWS::S3::Bucket", "AWS::DynamoDB::Table"}
+    assert {t for _, t in found} >= {"AWS::SageMaker::MlflowTrackingServer", "AWS::S3::Bucket", "AWS::DynamoDB::Table"}
     assert set(map(json.dumps, found.values())) == {json.dumps(RETAINED)}
 
 

@@ -135,9 +135,9 @@ def test_component_names_are_unique():
         r"inference: models/adapters: component names must be unique; repeated: llama32-3b",
     )
     refused(
-        "staging",
-        {"inference.approved_adapter": "llama32-3b"},
-        r"inference: approved_adapter: 'llama32-3b' clashes with a configured component",
+        "dev",
+        {"registry.adapter": "llama32-3b"},
+        r"registry\.adapter: 'llama32-3b' clashes with a configured component",
     )
 
 
@@ -149,13 +149,13 @@ def test_adapters_need_a_configured_base_with_lora():
     )
     refused(
         "dev",
-        {"inference.models": [model(lora=False)], "inference.approved_adapter_base": "llama32-3b"},
-        r"inference: approved_adapter_base: model 'llama32-3b' has lora off",
+        {"inference.models": [model(lora=False)], "registry.adapter_base": "llama32-3b"},
+        r"registry\.adapter_base: model 'llama32-3b' has lora off",
     )
     refused(
         "dev",
-        {"inference.approved_adapter_base": "other"},
-        r"inference: approved_adapter_base: 'other' is not one of the models \['llama32-3b'\]",
+        {"registry.adapter_base": "other"},
+        r"registry\.adapter_base: 'other' is not one of the models \['llama32-3b'\]",
     )
 
 

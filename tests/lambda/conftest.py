@@ -1,137 +1,130 @@
-"""Fixtures for the deploy_adapter Lambda: a moto DynamoDB server for real idempotency, the handler
-module imported against it, a Stubber-validated SageMaker client and the function's structured logs."""
+"""Fixtures for the adapter_copy custom resource: a moto S3 + KMS server (started here, stopped by its PID) with the
+registry's bucket and this environment's versioned bucket, the handler module loaded by path, and a local HTTP server
+standing in for CloudFormation's pre-signed response URL."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-import io
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
 
-HANDLER = Path(__file__).resolve().parents[2] / "lambda" / "deploy_adapter" / "handler.py"
+from local.aws import LOCAL_CREDENTIALS, start_moto
+
+HANDLER = Path(__file__).resolve().parents[2] / "lambda" / "adapter_copy" / "handler.py"
 REGION = "us-east-1"
-TABLE = "deploy-adapter-idempotency"
-ENV = {
-    "ENDPOINT_NAME": "clinical-llm",
-    "BASE_COMPONENT_NAME": "llama32-3b",
-    "ADAPTER_COMPONENT_NAME": "clinical-lora",
-    "MODEL_PACKAGE_GROUP_NAME": "clinical-diagnosis-llama",
-    "IDEMPOTENCY_TABLE": TABLE,
-    "POWERTOOLS_SERVICE_NAME": "deploy-adapter",
-    "AWS_LAMBDA_FUNCTION_NAME": "deploy-adapter",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SOURCE, TARGET = "registry-artifacts", "env-artifacts"
+SOURCE_KEY = "pipeline/clinical-diagnosis-finetune/exec5/FineTune/job5/output/model.tar.gz"
+ARCHIVE = b"\x1f\x8b" + bytes(range(256)) * 64  # the adapter archive's bytes (any bytes: S3 hashes them)
+SHA256 = hashlib.sha256(ARCHIVE).hexdigest()
 
 
 @pytest.fixture(scope="session")
-def dynamodb_url():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def moto_url():
+    server = start_moto()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start on 127.0.0.1:{port}") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        server.stop()
+
+
+@pytest.fixture
+def s3(moto_url):
+    """Fresh buckets per test: the registry's (SSE-KMS, as the pipeline writes) and the environment's (versioned)."""
+    client = boto3.client("s3", region_name=REGION, endpoint_url=moto_url, **_credentials())
+    kms = boto3.client("kms", region_name=REGION, endpoint_url=moto_url, **_credentials())
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    for bucket in (SOURCE, TARGET):
+        client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=TARGET, VersioningConfiguration={"Status": "Enabled"})
+    client.put_object(Bucket=SOURCE, Key=SOURCE_KEY, Body=ARCHIVE, ServerSideEncryption="aws:kms", SSEKMSKeyId=key)
+    yield client
+    for bucket in (SOURCE, TARGET):
+        for v in client.list_object_versions(Bucket=bucket).get("Versions", []):
+            client.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
+        for m in client.list_object_versions(Bucket=bucket).get("DeleteMarkers", []):
+            client.delete_object(Bucket=bucket, Key=m["Key"], VersionId=m["VersionId"])
+        client.delete_bucket(Bucket=bucket)
+
+
+def _credentials() -> dict[str, str]:
+    return {"aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def handler_module(dynamodb_url):
-    """handler.py imported with the function's environment, its idempotency table on the moto server.
-    The environment is restored after the import (the module's clients keep what they read), so nothing
-    leaks into other test areas."""
+def handler_module():
+    """handler.py, imported by path as Lambda runs it (its folder is not a package)."""
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in {**ENV, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url}.items():
-            mp.setenv(k, v)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        spec = importlib.util.spec_from_file_location("deploy_adapter_handler", HANDLER)
+        mp.setenv("POWERTOOLS_SERVICE_NAME", "adapter-copy")
+        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        spec = importlib.util.spec_from_file_location("adapter_copy_handler", HANDLER)
+        assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses and pydantic resolve annotations through sys.modules
+        sys.modules[spec.name] = module  # pydantic resolves annotations through sys.modules
         spec.loader.exec_module(module)
     return module
 
 
 @pytest.fixture
-def table(handler_module, dynamodb_url):
-    """The idempotency table, emptied after each test."""
-    t = boto3.resource(
-        "dynamodb",
-        region_name=REGION,
-        endpoint_url=dynamodb_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).Table(TABLE)
-    yield t
-    for item in t.scan()["Items"]:
-        t.delete_item(Key={"id": item["id"]})
+def handler(handler_module, s3, monkeypatch):
+    """The handler with the moto S3 client; waits between retries take no time."""
+    monkeypatch.setattr(handler_module, "s3", lambda: s3)
+    monkeypatch.setattr(handler_module, "sleep", lambda seconds: None)
+    return handler_module
+
+
+class Responses:
+    """What CloudFormation would receive: each PUT to the response URL, its body parsed."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
 
 
 @pytest.fixture
-def stub(handler_module, table, monkeypatch):
-    """A SageMaker client whose every call must have been stubbed; params are checked against the service model."""
-    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
-    stubber = Stubber(client)
-    monkeypatch.setattr(handler_module, "sagemaker", lambda: client)
-    with stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
+def cloudformation():
+    """A local HTTP server on 127.0.0.1 standing in for the pre-signed response URL; stopped after the test."""
+    responses = Responses()
 
+    class Receiver(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            responses.received.append(json.loads(body))
+            responses.headers.append(dict(self.headers))
+            self.send_response(200)
+            self.end_headers()
 
-@pytest.fixture
-def logs(handler_module):
-    """Returns the structured log records the function has written so far (parsed JSON lines)."""
-    buf = io.StringIO()
-    h = handler_module.logger.registered_handler
-    old = h.setStream(buf)
-    yield lambda: [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
-    h.setStream(old)
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    responses.url = f"http://127.0.0.1:{server.server_address[1]}/response?signature=x"  # type: ignore[attr-defined]
+    try:
+        yield responses
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 class Context:
-    function_name = "deploy-adapter"
+    function_name = "adapter-copy"
     memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:111111111111:function:deploy-adapter"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:222222222222:function:adapter-copy"
     aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return 300_000
 
 
 @pytest.fixture

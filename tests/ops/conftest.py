@@ -32,25 +32,31 @@ T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 RUNTIME_ID = "clinical_agent_dev-AbCdE12345"
 
 
+PINNED = "clinical-lora"  # the deployed environments serve this pinned adapter (as the delivery pipeline deploys it)
+
+
 def output_values(settings: EnvironmentSettings) -> dict[Output, str]:
-    """What the deployed stacks' outputs hold (names from the settings where the stacks take them from there)."""
+    """What the deployed stacks' outputs hold (names from the settings where the stacks take them from there), as
+    deployed with the adapter ``PINNED`` on its base."""
     s = settings
-    return {
+    values = {
         outputs.DATASETS_BUCKET: f"{s.name}-data-datasets0030ee04-abc",
         outputs.ARTIFACTS_BUCKET: f"{s.name}-data-artifacts82dd59a1-abc",
         outputs.REPORTS_BUCKET: f"{s.name}-data-reports65402a0a-abc",
         outputs.ENDPOINT_NAME: s.inference.endpoint_name,
         outputs.BASE_COMPONENTS: ",".join(m.name for m in s.inference.models),
-        outputs.ADAPTER_COMPONENTS: ",".join([a.name for a in s.inference.adapters] + [s.inference.approved_adapter]),
+        outputs.ADAPTER_COMPONENTS: ",".join([a.name for a in s.inference.adapters] + [PINNED]),
         outputs.MLFLOW_ARN: f"arn:aws:sagemaker:{s.region}:{s.account}:mlflow-app/app-ABC123",
         outputs.MODEL_PACKAGE_GROUP: s.registry.model_package_group,
-        outputs.PIPELINE_NAME: s.training.pipeline_name,
+        outputs.PIPELINE_NAME: s.training.pipeline_name if s.training else "",
         outputs.RUNTIME_ARN: f"arn:aws:bedrock-agentcore:{s.region}:{s.account}:runtime/{RUNTIME_ID}",
         outputs.RUNTIME_ENDPOINT_ARN: (
             f"arn:aws:bedrock-agentcore:{s.region}:{s.account}:runtime/{RUNTIME_ID}/runtime-endpoint/live"
         ),
         outputs.PATIENT_TABLE: f"{s.agent.patient_table}-{s.name}",
+        outputs.AGENT_COMPONENT: PINNED,
     }
+    return {o: v for o, v in values.items() if o in outputs.declared(s)}
 
 
 def stack_description(settings: EnvironmentSettings, component: str) -> dict[str, Any]:

@@ -241,7 +241,7 @@ def test_a_runtime_that_is_not_ready_is_explained(env):
     )
 
 
-def test_a_missing_agent_component_says_to_approve_a_model(env):
+def test_a_missing_agent_component_says_to_deploy_its_environment(env):
     agent_runtime_in_moto(env)
     env.deploy()
     sagemaker, sm = env.stub("sagemaker")
@@ -254,8 +254,8 @@ def test_a_missing_agent_component_says_to_approve_a_model(env):
     )
     result = env.run(env.cloud(sagemaker=sagemaker), "ask", "--env", "dev", "--prompt", "hello")
     assert result.exit_code == 1
-    assert "the agent calls inference component clinical-lora, which does not exist yet" in result.output
-    assert "make approve ENV=dev" in result.output
+    assert "the agent calls inference component clinical-lora, which does not exist" in result.output
+    assert "make deploy ENV=dev" in result.output
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,13 @@ def test_the_envelope_follows_the_configuration():
     endpoint = small.monthly[0].high
     assert larger.high - small.high == pytest.approx(2 * endpoint)
     assert larger.low == small.low  # scale to zero: the low end does not move
-    assert small.training_run.low < small.training_run.high
+    assert small.training_run is not None and small.training_run.low < small.training_run.high
+
+
+def test_an_environment_that_does_not_train_has_no_training_run_to_price():
+    staging = envelope(load_environment("staging"))
+    assert staging.training_run is None
+    assert one_line(staging).endswith("/month (does not train)")
 
 
 def test_a_tracking_server_is_priced_always_on_and_an_unpriced_size_is_named():

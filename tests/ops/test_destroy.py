@@ -1,5 +1,6 @@
 """make destroy: refuses retained environments; tears dev down in order, including what CloudFormation alone
-cannot delete; a dry run deletes nothing."""
+cannot delete (registry versions, service-created log groups; every inference component is CloudFormation's, the
+pinned adapters included); a dry run deletes nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .conftest import T0, stack_description
 
 EXECUTION = "arn:aws:sagemaker:us-east-1:111111111111:pipeline/clinical-diagnosis-finetune/execution/exec9"
 PACKAGE = "arn:aws:sagemaker:us-east-1:111111111111:model-package/clinical-diagnosis-llama/1"
-FUNCTION = "Dev-Mlops-ApprovalToDeploymentFunction-AbC123"
+FUNCTION = "Dev-Inference-AdapterCopiesFunction-AbC123"
 
 
 @pytest.mark.parametrize(("name", "tier"), [("staging", "staging"), ("prod", "production")])
@@ -38,18 +39,6 @@ def test_refusal_follows_the_tier_not_the_name():
         run(Cloud(settings, clients={}), yes=True, dry_run=False, confirm=lambda q: "dev")
 
 
-def component_summary(name):
-    return {
-        "InferenceComponentName": name,
-        "InferenceComponentArn": f"arn:aws:sagemaker:us-east-1:111111111111:inference-component/{name}",
-        "EndpointName": "clinical-llm",
-        "EndpointArn": "arn:aws:sagemaker:us-east-1:111111111111:endpoint/clinical-llm",
-        "VariantName": "AllTraffic",
-        "CreationTime": T0,
-        "LastModifiedTime": T0,
-    }
-
-
 def resources(component, *items):
     return {
         "StackResourceSummaries": [
@@ -66,18 +55,26 @@ def resources(component, *items):
 
 
 def arrange(env):
-    """A deployed dev: stacks (stubbed CloudFormation: moto keeps no inference components), the registry and the
-    endpoint (stubbed SageMaker), the service-created log groups (moto)."""
+    """A deployed dev: stacks (stubbed CloudFormation: moto keeps no inference components), the registry (stubbed
+    SageMaker), the service-created log groups (moto)."""
     s = env.settings
     cfn, cf = env.stub("cloudformation")
     sagemaker, sm = env.stub("sagemaker")
     for c in ("Data", "Inference", "Mlops", "Agent"):
         cf.add_response("describe_stacks", {"Stacks": [stack_description(s, c)]}, {"StackName": stack_name(s, c)})
-    base_ic = "arn:aws:sagemaker:us-east-1:111111111111:inference-component/llama32-3b"
+    ic = "arn:aws:sagemaker:us-east-1:111111111111:inference-component/"
     for c, items in (
         ("Data", [("AWS::S3::Bucket", "dev-data-datasets")]),
-        ("Inference", [("AWS::SageMaker::InferenceComponent", base_ic), ("AWS::SageMaker::Endpoint", "arn:x")]),
-        ("Mlops", [("AWS::Lambda::Function", FUNCTION)]),
+        (
+            "Inference",
+            [
+                ("AWS::SageMaker::InferenceComponent", f"{ic}llama32-3b"),
+                ("AWS::SageMaker::InferenceComponent", f"{ic}clinical-lora"),  # the pinned adapter: CloudFormation's
+                ("AWS::SageMaker::Endpoint", "arn:x"),
+                ("AWS::Lambda::Function", FUNCTION),
+            ],
+        ),
+        ("Mlops", []),
         ("Agent", []),
     ):
         cf.add_response("list_stack_resources", resources(c, *items), {"StackName": f"Dev-{c}"})
@@ -100,14 +97,10 @@ def arrange(env):
         },
         {"ModelPackageGroupName": "clinical-diagnosis-llama"},
     )
-    sm.add_response(
-        "list_inference_components",
-        {"InferenceComponents": [component_summary("llama32-3b"), component_summary("clinical-lora")]},
-        {"EndpointNameEquals": "clinical-llm", "MaxResults": 100},
-    )
     logs = env.client("logs")
     for group in (
         "/aws/sagemaker/Endpoints/clinical-llm",
+        "/aws/sagemaker/InferenceComponents/clinical-lora",
         "/aws/sagemaker/Endpoints/clinical-llm-canary",  # another endpoint's: kept
         f"/aws/lambda/{FUNCTION}",
         "/aws/sagemaker/TrainingJobs",
@@ -123,24 +116,17 @@ def test_dev_is_torn_down_in_order_with_what_cloudformation_cannot_delete(env, f
         {"PipelineExecutionArn": EXECUTION},
         {"PipelineExecutionArn": EXECUTION, "ClientRequestToken": ANY},
     )
-    sm.add_response("delete_inference_component", {}, {"InferenceComponentName": "clinical-lora"})
-    sm.add_response(
-        "list_inference_components",
-        {"InferenceComponents": [component_summary("llama32-3b")]},
-        {"EndpointNameEquals": "clinical-llm", "MaxResults": 100},
-    )
     sm.add_response("delete_model_package", {}, {"ModelPackageName": PACKAGE})
     result = env.run(env.cloud(cloudformation=cfn, sagemaker=sagemaker), "destroy", "--env", "dev", input="dev\n")
     assert result.exit_code == 0, result.output
     out = result.output
     steps = [
         "1. stop 1 running pipeline execution(s)",
-        "2. delete 1 inference component(s) CloudFormation does not own: clinical-lora",
-        "3. delete 1 model registry version(s)",
-        "4. cdk destroy Dev-Data, Dev-Inference, Dev-Mlops, Dev-Agent",
-        f"5. delete 2 log group(s) the services created: /aws/lambda/{FUNCTION}, /aws/sagemaker/Endpoints/clinical-llm",
+        "2. delete 1 model registry version(s)",
+        "3. cdk destroy Dev-Data, Dev-Inference, Dev-Mlops, Dev-Agent",
+        f"4. delete 3 log group(s) the services created: /aws/lambda/{FUNCTION}, "
+        "/aws/sagemaker/Endpoints/clinical-llm, /aws/sagemaker/InferenceComponents/clinical-lora",
         f"stopped {EXECUTION}",
-        "deleting inference component clinical-lora",
         "deleted 1 model registry version(s)",
         "$ cdk destroy 'Dev/*' -c environments=dev --force",
         "deleted log group /aws/sagemaker/Endpoints/clinical-llm",
@@ -163,7 +149,8 @@ def test_a_dry_run_shows_the_plan_and_deletes_nothing(env, fake_cdk):
         and "dry run: nothing deleted" in result.output
     )
     assert not fake_cdk.exists()
-    assert len(env.client("logs").describe_log_groups()["logGroups"]) == 4
+    assert len(env.client("logs").describe_log_groups()["logGroups"]) == 5
+    assert "CloudFormation does not own" not in result.output  # every component is CloudFormation's
 
 
 def test_a_wrong_confirmation_deletes_nothing(env, fake_cdk):

@@ -73,24 +73,27 @@ def test_system_picture_draws_the_request_path_the_model_lifecycle_and_promotion
         "image",
         "patients",
         "reports",
-        "datasets",
         "artifacts",
         "mlflow",
-        "pipeline",
-        "registry",
-        "approval_rule",
         "stacks",
     }
-    assert kinds(view, "") == {"delivery"}
+    # Prod trains nothing: the pipeline, the registry of record and its approvals are Dev's, which forwards them to
+    # the tooling account's bus, where they start the delivery pipeline.
+    assert {"pipeline", "registry", "approval_rule"} & kinds(view, "Prod") == set()
+    assert kinds(view, "Dev") >= {"pipeline", "registry", "approval_rule", "datasets"}
+    assert kinds(view, "") == {"delivery", "event_bus", "pipeline_trigger"}
     drawn = flows(view)
     assert {
         ("Prod.clinician", "Prod.agent", "1 question / answer"),
         ("Prod.agent", "Prod.patients", "3 get_patient_record"),
         ("Prod.agent", "Prod.reports", "4 upload_diagnostic_report"),
         ("Prod.agent", "Prod.mlflow", "traces"),
-        ("Prod.datasets", "Prod.pipeline", "training data"),
-        ("Prod.pipeline", "Prod.registry", "model package (pending approval)"),
-        ("Prod.registry", "Prod.approval_rule", "approved"),
+        ("Dev.datasets", "Dev.pipeline", "training data"),
+        ("Dev.pipeline", "Dev.registry", "model package (pending approval)"),
+        ("Dev.registry", "Dev.approval_rule", "approved"),
+        ("Dev.approval_rule", "Tooling.event_bus", "to the tooling account"),
+        ("Tooling.event_bus", "Tooling.pipeline_trigger", ""),
+        ("Tooling.pipeline_trigger", "Tooling.delivery", "start"),
     } <= drawn
     assert (
         len([f for f in view.flows if f.label == "2 chat completion"]) == 1

@@ -156,14 +156,6 @@ PARTS: tuple[PartRule, ...] = (
         detail=_approval,
     ),
     PartRule(
-        "adapter_deployer",
-        "Adapter deployer",
-        "aws.compute.Lambda",
-        ("AWS::Lambda::Function",),
-        "ApprovalToDeployment*",
-        detail=lambda r, a: "creates the adapter component",
-    ),
-    PartRule(
         "event_bus",
         "Event bus",
         "aws.integration.EventbridgeCustomEventBusResource",
@@ -214,8 +206,6 @@ FLOWS: tuple[FlowRule, ...] = (
     FlowRule("pipeline", "artifacts", "adapter", LIFECYCLE),
     FlowRule("pipeline", "registry", "model package (pending approval)", LIFECYCLE),
     FlowRule("registry", "approval_rule", "approved", LIFECYCLE),
-    FlowRule("approval_rule", "adapter_deployer", "", LIFECYCLE),
-    FlowRule("adapter_deployer", "endpoint", "adapter component", LIFECYCLE),
     FlowRule("approval_rule", "event_bus", "to the tooling account", PROMOTION),
     FlowRule("event_bus", "pipeline_trigger", "", PROMOTION),
     FlowRule("pipeline_trigger", "delivery", "start", PROMOTION),
