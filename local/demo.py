@@ -123,6 +123,14 @@ def _hash_tree(*paths: Path) -> str:
     return h.hexdigest()
 
 
+def _untracked(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The environment without MLflow's tracking variables: a program tracks only where the demo says so
+    (the shell's, or one that ``mlflow.set_tracking_uri`` left in this process, would point elsewhere)."""
+    return {
+        k: v for k, v in environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+    }
+
+
 def fingerprint(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -240,7 +248,7 @@ class Demo:
         proc = subprocess.Popen(
             [PY, str(ROOT / "training" / script), *args],
             cwd=ROOT,
-            env={**os.environ, **QUIET, "OMP_NUM_THREADS": str(self.s.threads), **(env or {})},
+            env={**_untracked(os.environ), **QUIET, "OMP_NUM_THREADS": str(self.s.threads), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -727,7 +735,7 @@ def summary(result: dict, settings: Settings) -> list[str]:
         f"after the LoRA fine-tune:         accuracy {accuracy_of(tuned):.2f}",
         f"chance (always the most frequent diagnosis): {ev['chance']:.2f}",
         f"quality gate ({settings.environment}: accuracy >= {result['threshold']}): passed; "
-        f"registered {reg['model']} version {reg['version']}",
+        f"registered {reg['model']} version {reg['version']}, pinned in {reg['lock']}",
         "\n== the agent's answer ==",
         result["answer"].strip() or "(no text)",
         "",
