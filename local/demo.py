@@ -3,7 +3,7 @@
     python -m local.demo [--workdir .demo] [--fresh] [--keep-running] [--records 1500] [--max-steps 150] ...
 
 1. a base model: a tiny Llama pretrained here, from random weights, on synthetic agent transcripts
-   (training/generate.py --transcripts: the agent's own system prompt and tools, Llama 3.2 tool calls)
+   (training/generate.py --corpus: the agent's own system prompt and tools, Llama 3.2 tool calls)
    with a tokenizer trained on them; it stands in for Llama 3.2 3B (nothing is downloaded)
 2. generate the synthetic clinical dataset           training/generate.py
 3. preprocess: validate, deduplicate, format, split   training/preprocess.py

@@ -14,12 +14,13 @@ Llama 3.2 Instruct chat template (the one training uses, which marks assistant t
 Same arguments, same files. ``build_tiny_adapter`` saves a peft LoRA adapter whose B matrices
 are non-zero, so it changes the model's outputs (a freshly initialised LoRA would not).
 
-``pretrain_tiny_model`` is the demo's base model: a tokenizer trained on a corpus of agent
-transcripts (``training/generate.py --transcripts``), then a Llama trained from random weights on
-those conversations, rendered with the chat template exactly as the serving backend renders the
+``pretrain_tiny_model`` is the demo's base model: a tokenizer trained on a corpus
+(``training/generate.py --corpus``: agent transcripts and unpaired cases), then a Llama trained from
+random weights on it, rendered with the chat template exactly as the serving backend renders the
 agent's requests. The loss is on the assistant's turns only (tool calls and answers): the model
-learns to call the tools and carry their results forward, never to predict a tool's result, so it
-learns no diagnosis (that is the fine-tune's job).
+learns to call the tools and carry their results forward, never to predict a tool's result; the
+unpaired cases answer each case with another case's assessment, so it learns no diagnosis (that is
+the fine-tune's job).
 """
 
 from __future__ import annotations
