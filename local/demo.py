@@ -296,7 +296,7 @@ class Demo:
     def start(
         self, name: str, args: list[str], *, port: int, env: dict[str, str], health: str = "/ping", timeout: float = 120
     ):
-        from local.aws import LocalServer
+        from local.server import LocalServer
 
         self.services[name] = LocalServer.start(
             args, port=port, env={**QUIET, **env}, health=health, timeout=timeout, cwd=ROOT
@@ -586,7 +586,8 @@ class Demo:
         import httpx
 
         from local.aws import client as aws_client
-        from local.aws import free_port, provision, start_moto
+        from local.aws import provision, start_moto
+        from local.server import free_port
 
         self.say("      starting local S3 + DynamoDB (moto) with synthetic patients ...")
         self.services["moto"] = start_moto()
