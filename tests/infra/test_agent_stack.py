@@ -525,12 +525,21 @@ def test_package_layout_starts_the_agent_app_on_all_interfaces_port_8080(source,
     deps = pkg.ensure_dependencies(source.requirements, constraints=None, cache=source.cache, run=_fake_pip([]))
     out = tmp_path / "out"
     pkg.build_package(source.code, deps, out)
-    assert (out / "fakedep" / "__init__.py").is_file() and (out / "agent" / "app.py").is_file()
+    assert (out / "fakedep" / "__init__.pyc").is_file() and (out / "agent" / "app.py").is_file()  # deps: bytecode
+    assert not (out / "fakedep" / "__init__.py").exists()
     assert (out / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes() != b"stale"  # compiled anew
     # The zip root is the working directory: `python main.py` imports the agent package and calls its main.
     proc = subprocess.run([sys.executable, "main.py"], cwd=out, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "--host 0.0.0.0 --port 8080"
+
+
+def test_a_package_over_agentcores_size_limit_fails_its_build_with_the_size(source, tmp_path, monkeypatch):
+    deps = pkg.ensure_dependencies(source.requirements, constraints=None, cache=source.cache, run=_fake_pip([]))
+    monkeypatch.setattr(pkg, "MAX_UNPACKED_BYTES", 10)
+    with pytest.raises(pkg.PackagingError, match=r"MB unpacked, over AgentCore's 0 MB limit"):
+        pkg.ensure_package(source.code, deps)
+    assert not list(deps.parent.glob("package-*"))  # nothing cached: the next synth checks again
 
 
 def test_generated_entrypoint_passes_flags_the_real_agent_app_accepts(monkeypatch, capsys):
