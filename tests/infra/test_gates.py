@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from aws_cdk import aws_s3 as s3
 from stacks.app_builder import build_app
 from tests.infra.conftest import CDK_CONTEXT, ROOT, make_app
 from tools.assembly import missing_context, stacks
-from tools.baselines import asset_hashes, differing, hashes_in
+from tools.baselines import BASELINE_DIR, asset_hashes, copies_differing, copy_of, differing, hashes_in
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +62,36 @@ def test_templates_match_the_reviewed_baselines(assembly):
     compared separately (below): a change to bundled code alone is not an infrastructure change."""
     changed = differing(assembly)
     assert changed == [], f"templates differ from baselines/ for {changed}: review, then run `make snapshot`"
+
+
+def test_each_delivery_copy_of_a_stage_equals_that_stage_but_for_path_derived_names(assembly):
+    """The pipeline deploys Delivery-<Env>, reviewed through <Env>'s baselines: the copies must not drift."""
+    copies = [s for s in stacks(assembly) if copy_of(s)]
+    assert {copy_of(s) for s in copies} == {"Dev", "Staging", "Prod"}
+    assert copies_differing(assembly) == []
+    assert not list(BASELINE_DIR.glob("Delivery-*"))  # no baselines of their own
+
+
+def _assembly_copy(assembly: Path, to: Path) -> Path:
+    shutil.copytree(assembly, to, ignore=lambda _d, names: [n for n in names if n.startswith("asset.")])
+    return to
+
+
+def test_a_delivery_copy_that_drifts_from_its_stage_is_reported(assembly, tmp_path):
+    copy = next(s for s in stacks(_assembly_copy(assembly, tmp_path / "a")) if s.display_name == "Delivery/Prod/Agent")
+    template = json.loads(copy.template.read_text())
+    table = next(r for r in template["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table")
+    table["Properties"]["TableClass"] = "STANDARD_INFREQUENT_ACCESS"
+    copy.template.write_text(json.dumps(template, indent=1))
+    assert copies_differing(tmp_path / "a") == ["Delivery/Prod/Agent"]
+
+
+def test_a_delivery_copy_whose_stage_lacks_the_stack_is_reported(assembly, tmp_path):
+    manifest = next(_assembly_copy(assembly, tmp_path / "a").glob("assembly-Prod/manifest.json"))
+    data = json.loads(manifest.read_text())
+    data["artifacts"] = {k: a for k, a in data["artifacts"].items() if a.get("displayName") != "Prod/Agent"}
+    manifest.write_text(json.dumps(data))
+    assert copies_differing(tmp_path / "a") == ["Delivery/Prod/Agent"]
 
 
 def test_every_hash_in_a_template_is_an_asset_the_assembly_publishes(assembly):
