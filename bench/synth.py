@@ -85,7 +85,11 @@ def main() -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".py") as empty:
             empty.write(EMPTY_APP)
             empty.flush()
-            compare("cdk synth command", lambda context: cli(None, context), lambda: cli(f"{sys.executable} {empty.name}", {}))
+            compare(
+                "cdk synth command",
+                lambda context: cli(None, context),
+                lambda: cli(f"{sys.executable} {empty.name}", {}),
+            )
 
 
 if __name__ == "__main__":

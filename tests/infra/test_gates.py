@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from aws_cdk import Stack, Stage
 from aws_cdk import aws_s3 as s3
 
+from stacks import compliance
 from stacks.app_builder import build_app
 from tests.infra.conftest import CDK_CONTEXT, ROOT, make_app
 from tools.assembly import missing_context, stacks
@@ -102,17 +104,37 @@ def test_every_hash_in_a_template_is_an_asset_the_assembly_publishes(assembly):
     assert found and found <= published, sorted(found - published)
 
 
+def _findings_on(report_file: Path, prefix: str) -> set[str]:
+    report = json.loads(report_file.read_text())
+    return {
+        v["ruleName"]
+        for p in report["pluginReports"]
+        for v in p["violations"]
+        if any(c["constructPath"].startswith(prefix) for c in v["violatingConstructs"])
+    }
+
+
+def test_the_packs_check_a_pipeline_copy_through_its_stage_and_a_copy_alone_itself(tmp_path):
+    """A stage the delivery pipeline copies is checked once (the copy is asserted equal above); a copy of a
+    stage the app does not synthesize is checked on its own: its finding fails synth."""
+    app = make_app(str(tmp_path))
+    compliance.register(app)
+    for stage in (Stage(app, "Dev"), Stage(pipeline := Stack(app, "Delivery"), "Dev"), Stage(pipeline, "Qa")):
+        s3.Bucket(Stack(stage, "Data"), "Unencrypted")
+    assert [c.node.path for c in compliance.validated_scopes(app)] == ["Dev", "Delivery/Qa"]
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = tmp_path / "validation-report.json"
+    assert "AwsSolutions-S1" in _findings_on(report, "Dev/Data/Unencrypted")
+    assert "AwsSolutions-S1" in _findings_on(report, "Delivery/Qa/Data/Unencrypted")
+    assert _findings_on(report, "Delivery/Dev/") == set()
+
+
 def test_a_non_compliant_bucket_fails_synth(tmp_path):
     app = make_app(str(tmp_path), environments="dev")
     stages = build_app(app)
     s3.Bucket(stages["dev"].data, "Unencrypted")  # no KMS, no logging, no TLS policy, no versioning
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
-    report = json.loads((tmp_path / "validation-report.json").read_text())
-    findings = {
-        v["ruleName"]
-        for p in report["pluginReports"]
-        for v in p["violations"]
-        if any(c["constructPath"].startswith("Dev/Data/Unencrypted") for c in v["violatingConstructs"])
-    }
+    findings = _findings_on(tmp_path / "validation-report.json", "Dev/Data/Unencrypted")
     assert {"AwsSolutions-S1", "AwsSolutions-S10", "HIPAA.Security-S3DefaultEncryptionKMS"} <= findings
