@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from stacks.app_builder import DELIVERY_STACK_ID
-from tools.assembly import StackArtifact, stacks
+from tools.assembly import StackArtifact, assembly_files, stacks
 
 BASELINE_DIR = Path(__file__).resolve().parents[1] / "baselines"
 # CDK asset hashes: 64 hex digits (S3 object keys <hash>.zip/.gz, image tags, asset parameters).
@@ -88,7 +88,7 @@ def hashes_in(template_text: str) -> set[str]:
 def asset_hashes(outdir: Path) -> set[str]:
     """Every asset hash the assembly's asset manifests publish (files and images)."""
     found: set[str] = set()
-    for manifest in Path(outdir).glob("**/*.assets.json"):
+    for manifest in assembly_files(outdir, "*.assets.json"):
         data = json.loads(manifest.read_text())
         for kind in ("files", "dockerImages"):
             found.update(data.get(kind, {}))
