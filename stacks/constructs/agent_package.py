@@ -5,9 +5,10 @@ No Docker: pip downloads the arm64 wheels (``--platform ... --only-binary=:all:`
 The package is then laid out once per content (cached beside the dependencies): the dependencies less
 what no runtime import reaches (``EXCLUDED``), the code under ``agent/``, the entry point ``main.py``, and
 bytecode for every module compiled for the runtime's Python (hash-based, unchecked: a new microVM imports
-without compiling, and two builds are byte-identical). The dependencies ship as bytecode only (their sources
-are 46 of 131 MB); the agent's own code keeps its sources beside its bytecode, for tracebacks. The size limit
-is checked once, when a layout is built. Every synth hard-links that tree into the asset.
+without compiling, and two builds are byte-identical), then zipped once (``ensure_archive``). The
+dependencies ship as bytecode only (their sources were 46 of 131 MB); the agent's own code keeps its sources
+beside its bytecode, for tracebacks. The size limit is checked once, when a layout is built. Every synth
+hard-links that zip into cdk.out as the asset (one file, uploaded as it is).
 The asset hash covers the code, the target, the installed distributions (name-version) and the layout
 rules, so the template changes exactly when what ships changes. ``build_local_package`` runs the same
 path for this machine's platform (benchmarks and the end-to-end test). See docs/agent-packaging.md.
@@ -23,11 +24,12 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import BundlingOptions, BundlingOutput, DockerImage, ILocalBundling
 from aws_cdk import aws_bedrockagentcore as agentcore
 
 from stacks.constructs import pip_install
@@ -251,13 +253,38 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True, copy_function=_link_or_copy)
 
 
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no build time in the archive
+
+
+def ensure_archive(package: Path) -> Path:
+    """``package`` as a zip beside it (``package-<hash>.zip``), built once: the asset CDK stages and uploads as
+    it is, so a synth links one file into cdk.out instead of thousands. Deterministic: sorted entries, a fixed
+    date, Unix modes (executables stay executable), the same compression."""
+    done = package.with_name(f"{package.name}.zip")
+    if done.is_file():
+        return done
+    partial = done.with_name(f"{done.name}.partial-{os.getpid()}")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(p for p in package.rglob("*") if p.is_file()):
+                info = zipfile.ZipInfo(path.relative_to(package).as_posix(), date_time=_ZIP_TIME)
+                info.create_system = 3  # Unix, so that unzip applies the modes below
+                info.external_attr = (0o100755 if os.access(path, os.X_OK) else 0o100644) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, path.read_bytes())
+        partial.rename(done)  # atomic: a zip under its final name is always complete
+    finally:
+        partial.unlink(missing_ok=True)
+    return done
+
+
 @jsii.implements(ILocalBundling)
 class _LocalLayout:
-    def __init__(self, package: Path):
-        self.package = package
+    def __init__(self, archive: Path):
+        self.archive = archive
 
     def try_bundle(self, output_dir: str, *_args: Any, **_options: Any) -> bool:  # jsii passes the options
-        _link_tree(self.package, Path(output_dir))
+        _link_or_copy(str(self.archive), str(Path(output_dir) / self.archive.name))
         return True  # never falls back to Docker
 
 
@@ -279,6 +306,7 @@ def agent_code_artifact(
     requirements = requirements or source / "requirements.txt"
     dependencies = ensure_dependencies(requirements, constraints=constraints)  # cached; pip only on a miss
     package = ensure_package(source, dependencies)  # cached; laid out, compiled and size-checked only on a miss
+    archive = ensure_archive(package)  # cached; zipped once per package
     return agentcore.AgentRuntimeArtifact.from_code_asset(
         path=str(source),
         runtime=RUNTIME,
@@ -287,7 +315,8 @@ def agent_code_artifact(
         bundling=BundlingOptions(
             # Required by the API, never run: the local layout always succeeds.
             image=DockerImage.from_registry("local-bundling-only"),
-            local=_LocalLayout(package),
+            local=_LocalLayout(archive),
+            output_type=BundlingOutput.ARCHIVED,  # the zip is the asset, uploaded as it is
         ),
     )
 
