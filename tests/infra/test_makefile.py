@@ -103,7 +103,8 @@ def test_watch_refuses_an_environment_outside_the_development_tier(tmp_path):
 
 def test_watch_reacts_to_the_agents_code_and_the_app_but_not_to_tests_docs_or_caches():
     """cdk.json's "watch" globs (the CLI's include/exclude): every file the agent package is built from counts."""
-    from stacks.constructs import agent_package
+    from stacks.constructs.agent_package import AGENT_DIR
+    from stacks.constructs.bundle_files import bundle_files
 
     watch = json.loads((ROOT / "cdk.json").read_text())["watch"]
 
@@ -113,7 +114,7 @@ def test_watch_reacts_to_the_agents_code_and_the_app_but_not_to_tests_docs_or_ca
 
         return hit(watch["include"]) and not hit(watch["exclude"])
 
-    code = [f.relative_to(ROOT).as_posix() for f in agent_package._code_files(agent_package.AGENT_DIR)]
+    code = [f.relative_to(ROOT).as_posix() for f in bundle_files(AGENT_DIR)]
     assert code and all(watched(f) for f in code if f != "agent/README.md")
     assert all(watched(f) for f in ("app.py", "stacks/agent_stack.py", "config/dev.yaml", "constraints.txt"))
     for ignored in (
