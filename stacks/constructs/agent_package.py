@@ -56,6 +56,9 @@ from agent.app import main
 
 main(["--host", "0.0.0.0", "--port", "8080"])
 '''
+# Project modules the agent imports from outside agent/, shipped at the same paths: the fine-tuned model's
+# prompt format has one owner, training/clinical.py (standard library only), used by training and the agent.
+SHARED_FILES = ("training/__init__.py", "training/clinical.py")
 # The botocore service models the runtime loads: the agent's clients (dynamodb, s3, sagemaker-runtime),
 # the MLflow plugin's (sagemaker, sts for an assumed role), ADOT's exporters (logs, xray), the AgentCore SDK's
 # (bedrock-agentcore). Every other model (440 services, 25 MB) is never read.
@@ -125,6 +128,8 @@ def package_hash(source: Path, dependencies: Path, platforms: tuple[str, ...] = 
     parts += sorted(p.name.encode() for p in dependencies.glob("*.dist-info"))
     for f in bundle_files(source):
         parts += [f.relative_to(source).as_posix().encode(), f.read_bytes()]
+    for name in SHARED_FILES:
+        parts += [name.encode(), (ROOT / name).read_bytes()]
     return pip_install.digest(parts)
 
 
@@ -181,10 +186,11 @@ def compile_bytecode(root: Path, code: str = "agent") -> None:
         raise PackagingError(
             f"the runtime's bytecode must be compiled by Python {PYTHON_VERSION}, not {platform.python_version()}"
         )
-    ours = f"^{re.escape(str(root))}/({re.escape(code)}/|main\\.py$)"  # the agent's code and the entry point
+    folders = sorted({code, *(name.split("/")[0] for name in SHARED_FILES)})  # ours: the agent's and the shared
+    ours = f"^{re.escape(str(root))}/({'|'.join(re.escape(f) + '/' for f in folders)}|main\\.py$)"
     common = ["-q", "-j", "0", "-s", str(root), "-p", "/", "--invalidation-mode", "unchecked-hash"]
     _compileall([*common, "-b", "-x", ours, str(root)])  # the dependencies, beside their sources
-    _compileall([*common, str(root / code)])
+    _compileall([*common, *(str(root / f) for f in folders)])
     for source in root.rglob("*.py"):
         if source.with_suffix(".pyc").is_file():  # a dependency's module, compiled beside it
             source.unlink()
@@ -200,7 +206,8 @@ def _compileall(args: list[str]) -> None:
 
 def build_package(source: Path, dependencies: Path, output: Path) -> None:
     """Lay out the package in ``output``: the dependencies less ``EXCLUDED`` at the root, the code under
-    ``agent/``, ``main.py``, then bytecode for every module; fails if it is over AgentCore's size limit."""
+    ``agent/``, the shared modules (``SHARED_FILES``), ``main.py``, then bytecode for every module; fails if it is
+    over AgentCore's size limit."""
     output.mkdir(parents=True, exist_ok=True)
     for path in sorted(dependencies.rglob("*")):
         relative = path.relative_to(dependencies).as_posix()
@@ -211,6 +218,9 @@ def build_package(source: Path, dependencies: Path, output: Path) -> None:
         dest = output / source.name / f.relative_to(source)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)
+    for name in SHARED_FILES:
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, output / name)
     (output / "main.py").write_text(MAIN_PY)
     (output / "main.py").chmod(0o755)
     compile_bytecode(output, source.name)

@@ -51,10 +51,11 @@ def test_every_module_has_unchecked_hash_bytecode_for_python_311(arm64_package):
     """The agent's code: sources with bytecode in __pycache__; the dependencies: bytecode only, where the
     source was (Python imports it without a source); the entry point stays a script."""
     agent = arm64_package / "agent"
-    sources = list(agent.rglob("*.py"))
-    assert sources and [p for p in arm64_package.rglob("*.py") if not p.is_relative_to(agent)] == [
-        arm64_package / "main.py"
-    ]
+    shared = [arm64_package / name for name in pkg.SHARED_FILES]  # the prompt-format module, shipped as ours
+    sources = [*agent.rglob("*.py"), *shared]
+    assert sources and sorted(p for p in arm64_package.rglob("*.py") if not p.is_relative_to(agent)) == sorted(
+        [arm64_package / "main.py", *shared]
+    )
     for source in sources:
         pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
         assert pyc.is_file(), f"no bytecode for {source.relative_to(arm64_package)}"
