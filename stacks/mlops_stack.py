@@ -18,7 +18,7 @@ from stacks import compliance
 from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.model_registry import ModelRegistry, model_card_content, package_model_card
 from stacks.constructs.promotion import ApprovalForwarding, PinReader
-from stacks.constructs.training_pipeline import TrainingPipeline
+from stacks.constructs.training_pipeline import JobNetwork, TrainingPipeline
 from stacks.network_stack import NetworkStack
 from stacks.settings import DeliverySettings, EnvironmentSettings, TrainingSettings
 
@@ -48,9 +48,6 @@ class MlopsStack(Stack):
             prefix=ml.artifact_prefix,
             key=key,
             tracking_server_size=ml.tracking_server_size,
-        )
-        compliance.acknowledge_wildcards(
-            self.mlflow.role, compliance.MLFLOW_ROLE, f"Resource::*/{ml.artifact_prefix.strip('/')}/[*]"
         )
         self.mlflow_arn = self.mlflow.arn
         self.mlflow_tracking_uri = self.mlflow.tracking_uri
@@ -113,31 +110,17 @@ class MlopsStack(Stack):
             mlflow=self.mlflow,
             mlflow_experiment=ml.experiment,
             model_card_content=package_model_card(card),
-            vpc_id=network.vpc.vpc_id if network else None,
-            subnet_ids=network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids
-            if network
-            else None,
-            security_group_ids=[network.training_sg.security_group_id] if network else None,
+            network=JobNetwork(network.subnet_ids, [network.training_sg.security_group_id]) if network else None,
         )
+        if network is not None:
+            network.grant_network_interfaces(training_pipeline.role, network.training_sg, "Jobs")
         compliance.acknowledge_wildcards(
             training_pipeline.role,
             compliance.PIPELINE_ROLE,
-            *(
-                f"Resource::*/{p}/[*]"
-                for p in (
-                    tr.dataset_prefix.strip("/"),
-                    tr.base_weights_prefix.strip("/"),
-                    ml.artifact_prefix.strip("/"),
-                    training_pipeline.output_prefix,
-                    training_pipeline.checkpoint_prefix,
-                )
-            ),
             "Resource::arn:*:sagemaker:*:processing-job/pipelines-[*]",
             "Resource::arn:*:sagemaker:*:training-job/pipelines-[*]",
-            self._group_versions(reg.model_package_group),
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
             "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
-            "Resource::arn:*:ec2:*:network-interface/[*]",
             "Resource::[*]",
         )
         self.pipeline_name = tr.pipeline_name
@@ -149,10 +132,6 @@ class MlopsStack(Stack):
             "PipelineRoleArn": self.pipeline_role.role_arn,
         }.items():
             CfnOutput(self, name, value=value)
-
-    @staticmethod
-    def _group_versions(group: str) -> str:
-        return f"Resource::arn:*:sagemaker:*:model-package/{group.lower()}/[*]"
 
     def _promotion(
         self, settings: EnvironmentSettings, tooling: DeliverySettings, key: kms.IKey, artifacts_bucket: s3.IBucket
@@ -179,7 +158,6 @@ class MlopsStack(Stack):
         compliance.acknowledge_wildcards(
             self.pin_reader.role,
             compliance.PIN_READER_ROLE,
-            self._group_versions(group),
             f"Resource::*/{self.adapter_objects.replace('*', '[*]')}",
             "Resource::[*]",
         )

@@ -45,6 +45,12 @@ def pin_reader_role_name(group: str) -> str:
     return f"{group}-pin-reader"[:64]
 
 
+def pin_reader_role_arn(partition: str, account: str, group: str) -> str:
+    """The ARN of ``PinReader``'s role in the registry ``account``: another account's role cannot be referenced as
+    an object, so its owner (this module) names it for the tooling account."""
+    return f"arn:{partition}:iam::{account}:role/{pin_reader_role_name(group)}"
+
+
 class ApprovalForwarding(Construct):
     """Registry account: approvals of ``group`` go to the tooling account's bus, with a role that may put events on
     that bus only."""

@@ -12,8 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from aws_cdk import App, Stack
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import App, Environment, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -23,6 +22,9 @@ from agent.settings import AgentRuntimeSettings
 from stacks import compliance
 from stacks.agent_stack import AgentStack
 from stacks.constructs import agent_package as pkg
+from stacks.constructs.mlflow import Mlflow
+from stacks.inference_stack import InferenceStack
+from stacks.network_stack import NetworkStack
 from stacks.settings import ConfigError, load_environment
 from tests.infra.conftest import CDK_CONTEXT, template
 
@@ -245,30 +247,29 @@ def test_seeding_provider_may_only_put_items_into_the_table(templates):
 
 
 def _standalone(env: str, *, app: App | None = None, network: bool = False, **overrides) -> AgentStack:
-    """The AgentStack alone (key, bucket and optionally a VPC in a stand-in stack): no other stacks to build."""
+    """The AgentStack with what it uses (the endpoint, MLflow, optionally the network) and a stand-in data stack, in
+    an app of its own: no stage, no other environment."""
     app = app or App(context=CDK_CONTEXT)
+    if network:
+        overrides |= {"network.enabled": True, "network.availability_zone_ids": ["use1-az1", "use1-az2"]}
     settings = load_environment(env, overrides=overrides)
-    where = {"account": settings.account, "region": settings.region}
+    where = Environment(account=settings.account, region=settings.region)
     data = Stack(app, "Data", env=where)
-    vpc = (
-        ec2.Vpc(
-            data,
-            "Vpc",
-            subnet_configuration=[ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)],
-        )
-        if network
-        else None
+    key, artifacts = kms.Key(data, "Key"), s3.Bucket(data, "Artifacts")
+    net = NetworkStack(app, "Network", settings=settings, key=key, env=where) if network else None
+    inference = InferenceStack(
+        app, "Inference", settings=settings, key=key, artifacts_bucket=artifacts, network=net, env=where
     )
+    mlflow = Mlflow(data, "Mlflow", kind="serverless", name="m", bucket=artifacts, prefix="mlflow", key=key)
     return AgentStack(
         app,
         "Agent",
         settings=settings,
-        key=kms.Key(data, "Key"),
+        key=key,
         reports_bucket=s3.Bucket(data, "Reports"),
-        endpoint_name="e",
-        inference_component="c",
-        vpc=vpc,
-        subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if network else None,
+        inference=inference,
+        mlflow=mlflow,
+        network=net,
         env=where,
     )
 
