@@ -38,7 +38,7 @@ INVOKE_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithRespo
 
 class InferenceStack(Stack):
     """For other stacks: ``endpoint_name``, ``endpoint_arn``, ``base_component_names`` (model → component),
-    ``component_names``, ``component_arn(name)``, ``grant_invoke(grantable)``, ``alarm_topic``."""
+    ``component_names``, ``component_arn(name)``, ``grant_invoke(grantable, components)``, ``alarm_topic``."""
 
     def __init__(
         self,
@@ -197,11 +197,6 @@ class InferenceStack(Stack):
             subnets=network.subnets if network else None,
             security_group=network.lambda_sg if network else None,
         )
-        compliance.acknowledge(copies.function, *compliance.ADAPTER_COPY_FUNCTION)
-        if network is None:
-            compliance.acknowledge(copies.function, *compliance.ADAPTER_COPY_NO_VPC)
-        else:
-            compliance.acknowledge_wildcards(copies.role, compliance.ADAPTER_COPY_ROLE, "Resource::[*]")
         for pin in pins:
             adapter_component(
                 self,

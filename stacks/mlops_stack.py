@@ -2,9 +2,8 @@
 reader accounts), the fine-tuning pipeline, and promotion: approvals forwarded to the delivery pipeline's account, and
 the role its ResolvePin step reads the registry with.
 
-Attributes for other stacks: ``mlflow_arn``, ``mlflow_tracking_uri`` (the same ARN: the sagemaker-mlflow plugin takes
-it as tracking URI), ``mlflow`` (``grant_use(grantable)``); where the environment trains: ``pipeline_name``,
-``pipeline_role``, ``model_package_group_name``, ``model_package_group_arn``, ``pin_reader`` (with a tooling account).
+Objects for other stacks: ``mlflow`` (its ``arn`` is also the tracking URI; ``grant_use(grantable)``); where the
+environment trains: ``registry``, ``pipeline`` (its ``role``), ``pin_reader`` (with a tooling account).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks import compliance
 from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.model_registry import ModelRegistry, model_card_content, package_model_card
 from stacks.constructs.promotion import ApprovalForwarding, PinReader
@@ -49,9 +47,7 @@ class MlopsStack(Stack):
             key=key,
             tracking_server_size=ml.tracking_server_size,
         )
-        self.mlflow_arn = self.mlflow.arn
-        self.mlflow_tracking_uri = self.mlflow.tracking_uri
-        CfnOutput(self, "MlflowArn", value=self.mlflow_arn)
+        CfnOutput(self, "MlflowArn", value=self.mlflow.arn)
         if settings.training is not None:
             self._registry_of_record(settings, settings.training, key, datasets_bucket, artifacts_bucket, network)
             if tooling is not None:
@@ -91,10 +87,7 @@ class MlopsStack(Stack):
             card_status=reg.model_card_status,
             card_content=card,
         )
-        self.model_package_group_name = reg.model_package_group
-        self.model_package_group_arn = self.registry.group_arn
-
-        training_pipeline = TrainingPipeline(
+        self.pipeline = TrainingPipeline(
             self,
             "Pipeline",
             pipeline_name=tr.pipeline_name,
@@ -113,23 +106,12 @@ class MlopsStack(Stack):
             network=JobNetwork(network.subnet_ids, [network.training_sg.security_group_id]) if network else None,
         )
         if network is not None:
-            network.grant_network_interfaces(training_pipeline.role, network.training_sg, "Jobs")
-        compliance.acknowledge_wildcards(
-            training_pipeline.role,
-            compliance.PIPELINE_ROLE,
-            "Resource::arn:*:sagemaker:*:processing-job/pipelines-[*]",
-            "Resource::arn:*:sagemaker:*:training-job/pipelines-[*]",
-            "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
-            "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
-            "Resource::[*]",
-        )
-        self.pipeline_name = tr.pipeline_name
-        self.pipeline_role = training_pipeline.role
+            network.grant_network_interfaces(self.pipeline.role, network.training_sg, "Jobs")
         for name, value in {
-            "ModelPackageGroupName": self.model_package_group_name,
+            "ModelPackageGroupName": reg.model_package_group,
             "ModelCardName": reg.model_card_name,
-            "PipelineName": self.pipeline_name,
-            "PipelineRoleArn": self.pipeline_role.role_arn,
+            "PipelineName": tr.pipeline_name,
+            "PipelineRoleArn": self.pipeline.role.role_arn,
         }.items():
             CfnOutput(self, name, value=value)
 
@@ -154,11 +136,5 @@ class MlopsStack(Stack):
             adapter_objects=self.adapter_objects,
             key=key,
             tooling_account=tooling.account,
-        )
-        compliance.acknowledge_wildcards(
-            self.pin_reader.role,
-            compliance.PIN_READER_ROLE,
-            f"Resource::*/{self.adapter_objects.replace('*', '[*]')}",
-            "Resource::[*]",
         )
         CfnOutput(self, "PinReaderRoleArn", value=self.pin_reader.role_arn)

@@ -24,6 +24,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks import compliance
 from stacks.constructs.model_registry import ModelRegistry
 
 APPROVAL_SOURCE = "aws.sagemaker"
@@ -113,6 +114,9 @@ class PinReader(Construct):
                 actions=["s3:GetObject"],
                 resources=[bucket.arn_for_objects(adapter_objects)],
             )
+        )
+        compliance.acknowledge_wildcards(
+            self.role, compliance.PIN_READER_ROLE, f"Resource::*/{adapter_objects.replace('*', '[*]')}", "Resource::[*]"
         )
         self.role.add_to_policy(
             iam.PolicyStatement(

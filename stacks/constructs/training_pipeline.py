@@ -33,6 +33,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks import compliance
 from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.model_registry import ModelRegistry
 from stacks.constructs.prefix_grants import grant_prefix
@@ -331,4 +332,13 @@ class TrainingPipeline(Construct):
                 resources=["*"],
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             )
+        )
+        compliance.acknowledge_wildcards(
+            role,
+            compliance.PIPELINE_ROLE,
+            "Resource::arn:*:sagemaker:*:processing-job/pipelines-[*]",
+            "Resource::arn:*:sagemaker:*:training-job/pipelines-[*]",
+            "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
+            "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
+            "Resource::[*]",
         )

@@ -343,7 +343,7 @@ def test_runtime_environment_names_endpoint_component_bucket_table_and_mlflow(te
     assert env_vars["PATIENT_TABLE"] == {"Ref": table}
     assert "Reports" in env_vars["REPORTS_BUCKET"]["Fn::GetStackOutput"]["OutputName"]
     assert "Key" in env_vars["REPORTS_KMS_KEY_ID"]["Fn::GetStackOutput"]["OutputName"]
-    assert env_vars["MLFLOW_TRACKING_URI"] == stages[env].agent.resolve(stages[env].mlops.mlflow_tracking_uri)
+    assert env_vars["MLFLOW_TRACKING_URI"] == stages[env].agent.resolve(stages[env].mlops.mlflow.tracking_uri)
 
 
 @pytest.mark.parametrize("env", ENVS)
