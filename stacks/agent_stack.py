@@ -57,7 +57,7 @@ class AgentStack(Stack):
         key: kms.IKey,
         reports_bucket: s3.IBucket,
         inference: InferenceStack,
-        mlflow: Mlflow | None,
+        mlflow: Mlflow,
         network: NetworkStack | None,
         **kwargs,
     ) -> None:
@@ -100,9 +100,8 @@ class AgentStack(Stack):
             "RECORD_PROMPTS": str(agent.record_prompts).lower(),
             "MLFLOW_EXPERIMENT_NAME": settings.mlflow.experiment,
             **observability_environment(record_prompts=agent.record_prompts),
+            "MLFLOW_TRACKING_URI": mlflow.tracking_uri,
         }
-        if mlflow is not None:
-            environment["MLFLOW_TRACKING_URI"] = mlflow.tracking_uri
 
         self.runtime = agentcore.Runtime(
             self,
@@ -139,8 +138,7 @@ class AgentStack(Stack):
             reports=reports_bucket.arn_for_objects(f"{REPORTS_PREFIX}*"),
             key=key,
         )
-        if mlflow is not None:  # exactly what the MLflow kind needs, and its artifact prefix
-            mlflow.grant_use(self.runtime)
+        mlflow.grant_use(self.runtime)  # exactly what the MLflow kind needs, and its artifact prefix
 
         for name, value in {
             "RuntimeArn": self.runtime.agent_runtime_arn,
