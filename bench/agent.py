@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from local.agentcore import start_package  # noqa: E402
-from local.aws import LocalServer, free_port, provision, start_moto  # noqa: E402
+from local.aws import provision, start_moto  # noqa: E402
+from local.server import LocalServer, free_port  # noqa: E402
 from stacks.agent_stack import observability_environment  # noqa: E402
 from stacks.constructs import agent_package as pkg  # noqa: E402
 

@@ -23,10 +23,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +32,10 @@ import aiohttp
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from local.server import LocalServer, free_port  # noqa: E402
+
 BODY = json.dumps(
     {
         "messages": [{"role": "user", "content": "synthetic patient: fever and cough"}],
@@ -48,33 +49,8 @@ TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 5.0, "throughput_ratio": 0.9, "d
 LONG = " ".join(f"w{i}" for i in range(400))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], url: str, path: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import urllib.request
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(url + path, timeout=1).status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{' '.join(cmd)} did not become ready")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
+def start(cmd: list[str], port: int, health: str) -> LocalServer:
+    return LocalServer.start(cmd, port=port, health=health, cwd=ROOT)
 
 
 async def load(session: aiohttp.ClientSession, url: str, clients: int, seconds: float) -> list[float]:
@@ -210,25 +186,17 @@ async def abandoned_then_next(url: str) -> tuple[float, float]:
 def disconnect(rounds: int) -> dict:
     engine_port, front_port = free_port(), free_port()
     direct, front = f"http://127.0.0.1:{engine_port}", f"http://127.0.0.1:{front_port}"
-    engine = start(
-        [sys.executable, "-m", "local.backend", "--fixed-response", LONG, "--token-delay-ms", "20"]
-        + ["--port", str(engine_port)],
-        direct,
-        "/health",
-    )
-    try:
-        proxy = start(front_command(front_port, direct), front, "/ping")
-        try:
-            waits: dict[str, list[float]] = {"direct": [], "front": []}
-            whole = 0.0
-            for _ in range(rounds):
-                for name, url in (("direct", direct), ("front", front)):
-                    waited, whole = asyncio.run(abandoned_then_next(url))
-                    waits[name].append(waited)
-        finally:
-            stop(proxy)
-    finally:
-        stop(engine)
+    engine_cmd = [sys.executable, "-m", "local.backend", "--fixed-response", LONG, "--token-delay-ms", "20"]
+    with (
+        start([*engine_cmd, "--port", str(engine_port)], engine_port, "/health"),
+        start(front_command(front_port, direct), front_port, "/ping"),
+    ):
+        waits: dict[str, list[float]] = {"direct": [], "front": []}
+        whole = 0.0
+        for _ in range(rounds):
+            for name, url in (("direct", direct), ("front", front)):
+                waited, whole = asyncio.run(abandoned_then_next(url))
+                waits[name].append(waited)
     return {name: statistics.median(v) for name, v in waits.items()} | {"whole_stream": whole}
 
 
@@ -265,20 +233,13 @@ def main() -> None:
     args = p.parse_args()
     engine_port, front_port = free_port(), free_port()
     direct, front = f"http://127.0.0.1:{engine_port}", f"http://127.0.0.1:{front_port}"
-    engine = start(
-        [sys.executable, "-m", "local.backend", "--fixed-response", ANSWER, "--port", str(engine_port)],
-        direct,
-        "/health",
-    )
-    try:
-        proxy = start(front_command(front_port, direct), front, "/ping")
-        try:
-            procs = {"engine": psutil.Process(engine.pid), "front": psutil.Process(proxy.pid)}
-            results = asyncio.run(run(direct, front, args.seconds, args.rounds, procs))
-        finally:
-            stop(proxy)
-    finally:
-        stop(engine)
+    engine_cmd = [sys.executable, "-m", "local.backend", "--fixed-response", ANSWER, "--port", str(engine_port)]
+    with (
+        start(engine_cmd, engine_port, "/health") as engine,
+        start(front_command(front_port, direct), front_port, "/ping") as proxy,
+    ):
+        procs = {"engine": psutil.Process(engine.pid), "front": psutil.Process(proxy.pid)}
+        results = asyncio.run(run(direct, front, args.seconds, args.rounds, procs))
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     report(results)
     report_disconnect(disconnect(args.rounds))

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from local.aws import LocalServer, free_port
+from local.server import LocalServer, free_port
 
 BIND_VAR = "AGENTCORE_EMULATOR_BIND"
 

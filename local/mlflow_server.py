@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from local.aws import LocalServer, free_port
+from local.server import LocalServer, free_port
 
 
 def start_mlflow(root: Path, *, port: int | None = None, timeout: float = 180.0) -> LocalServer:

@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -36,15 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from local.server import LocalServer, free_port  # noqa: E402
+
 SERVE = ROOT / "containers" / "sglang" / "serve"
 ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
 PROMPT = "Patient P-000001, 45-year-old man: fever and cough for three days, temperature 101.3 F, heart rate 98."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- 1. the model ---------------------------------------------------------------------------------------
@@ -100,44 +93,25 @@ def container_env(model_dir: Path, speculative: bool, dry_run: bool) -> tuple[di
 
 
 class Serve:
-    """``containers/sglang/serve`` (engine + front) as a process group, stopped by its PID."""
+    """``containers/sglang/serve`` (engine + front) as a ``LocalServer``: its own process group, stopped by its PID."""
 
     def __init__(self, env: dict, log: Path, timeout: float):
         self.port, self.engine_port = free_port(), free_port()
         self.url, self.engine = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.engine_port}"
         cmd = [sys.executable, str(SERVE), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--engine-port", str(self.engine_port)]
-        self.log = open(log, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.started = time.monotonic()
-        while status(f"{self.url}/ping") != 200:
-            if self.proc.poll() is not None or time.monotonic() - self.started > timeout:
-                self.stop()
-                raise SystemExit(f"serve did not become healthy; see {log}")
-            time.sleep(0.5)
-        self.ready_s = time.monotonic() - self.started
+        started = time.monotonic()
+        try:
+            self.server = LocalServer.start(cmd, port=self.port, env=env, timeout=timeout, cwd=ROOT, log=log)
+        except RuntimeError as e:
+            raise SystemExit(f"serve did not become healthy; see {log}") from e
+        self.ready_s = time.monotonic() - started
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
+        self.server.stop(timeout=60)
 
 
 # --- 3. HTTP ------------------------------------------------------------------------------------------
-
-
-def status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except OSError as e:
-        return getattr(e, "code", None)
 
 
 def call(url: str, body: dict, headers: dict | None = None, method: str = "POST") -> tuple[int, dict]:

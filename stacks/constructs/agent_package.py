@@ -29,6 +29,7 @@ from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_bedrockagentcore as agentcore
 
 from stacks.constructs import pip_install
+from stacks.constructs.bundle_files import bundle_files
 from stacks.constructs.pip_install import PackagingError  # noqa: F401 (part of this module's interface)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,11 +86,6 @@ EXCLUDED: dict[str, str] = {
     "mlflow/assistant/*": "the MLflow UI's assistant (server side)",
 }
 _KEEP = tuple(f"botocore/data/{s}/*" for s in BOTOCORE_SERVICES)
-_SKIP = re.compile(r"(^|/)(__pycache__|\.[^/]*)(/|$)|\.py[co]$")  # caches, hidden files and folders
-
-
-def _code_files(source: Path) -> list[Path]:
-    return sorted(p for p in source.rglob("*") if p.is_file() and not _SKIP.search(p.relative_to(source).as_posix()))
 
 
 def excluded(relative: str) -> bool:
@@ -117,7 +113,7 @@ def package_hash(source: Path, dependencies: Path, platforms: tuple[str, ...] = 
     parts = [MAIN_PY.encode(), PYTHON_VERSION.encode(), " ".join(platforms).encode()]
     parts += [repr(sorted(EXCLUDED)).encode(), repr(BOTOCORE_SERVICES).encode(), b"pyc:unchecked-hash"]
     parts += sorted(p.name.encode() for p in dependencies.glob("*.dist-info"))
-    for f in _code_files(source):
+    for f in bundle_files(source):
         parts += [f.relative_to(source).as_posix().encode(), f.read_bytes()]
     return pip_install.digest(parts)
 
@@ -189,7 +185,7 @@ def build_package(source: Path, dependencies: Path, output: Path) -> None:
         if path.is_file() and not excluded(relative):
             (output / relative).parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(str(path), str(output / relative))
-    for f in _code_files(source):
+    for f in bundle_files(source):
         dest = output / source.name / f.relative_to(source)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)

@@ -18,13 +18,9 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
 from stacks.constructs import pip_install
+from stacks.constructs.bundle_files import bundle_files
 
 PLATFORM = "manylinux2014_x86_64"
-_SKIP = ("__pycache__", ".pyc", ".pytest_cache")
-
-
-def _source_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(s in p.as_posix() for s in _SKIP))
 
 
 @jsii.implements(ILocalBundling)
@@ -47,7 +43,7 @@ class _PipBundler:
 
     def try_bundle(self, output_dir: str, *args, **kwargs) -> bool:
         shutil.copytree(self.dependencies(), output_dir, dirs_exist_ok=True)
-        for path in _source_files(self.folder):
+        for path in bundle_files(self.folder):
             target = Path(output_dir) / path.relative_to(self.folder)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
@@ -61,7 +57,7 @@ def python_function_code(folder: Path, runtime: lambda_.Runtime) -> lambda_.Code
     python_version = runtime.name.removeprefix("python")
     bundler = _PipBundler(folder, python_version)
     source_hash = pip_install.digest(
-        [p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes() for p in _source_files(folder)]
+        [p.relative_to(folder).as_posix().encode() + b"\0" + p.read_bytes() for p in bundle_files(folder)]
     )
     return lambda_.Code.from_asset(
         str(folder),

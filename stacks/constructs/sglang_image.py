@@ -12,6 +12,8 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.constructs.bundle_files import EXCLUDE_GLOBS
+
 CONTAINER_DIR = Path(__file__).resolve().parents[2] / "containers" / "sglang"
 
 
@@ -27,7 +29,7 @@ class SglangImage(Construct):
             "Asset",
             directory=str(directory),
             platform=ecr_assets.Platform.LINUX_AMD64,
-            exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"],  # local run leftovers would change the hash
+            exclude=list(EXCLUDE_GLOBS),  # local run leftovers would change the hash
         )
 
     def bind(self, grantable: iam.IGrantable) -> str:

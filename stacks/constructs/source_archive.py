@@ -1,7 +1,7 @@
 """A folder of code as a deterministic ``.tar.gz`` S3 asset: its hash changes only when the code does.
 
 The archive is built at synth (sorted entries, mtime 0, uid/gid 0, no owner names, normalized
-modes, gzip header without name or time; ``__pycache__`` and ``*.pyc`` left out) next to the
+modes, gzip header without name or time; what ``bundle_files`` leaves out left out) next to the
 cloud assembly, then staged by ``aws_s3_assets.Asset`` as ``asset.<hash>.tar.gz`` (uploaded as ``<hash>.gz``).
 """
 
@@ -17,18 +17,7 @@ from aws_cdk import Stage
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-EXCLUDED_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
-EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and not EXCLUDED_DIRS & set(p.relative_to(folder).parts)
-        and not p.name.endswith(EXCLUDED_SUFFIXES)
-    )
+from stacks.constructs.bundle_files import bundle_files
 
 
 def archive_bytes(folder: Path) -> bytes:
@@ -37,7 +26,7 @@ def archive_bytes(folder: Path) -> bytes:
         raise FileNotFoundError(f"source archive: {folder} is not a directory")
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in _files(folder):
+        for path in bundle_files(folder):
             data = path.read_bytes()
             info = tarfile.TarInfo(path.relative_to(folder).as_posix())
             info.size, info.mtime, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0, 0, "", ""

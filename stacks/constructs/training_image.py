@@ -12,6 +12,8 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.constructs.bundle_files import EXCLUDE_GLOBS
+
 CONTAINER_DIR = Path(__file__).resolve().parents[2] / "containers" / "training"
 
 
@@ -28,6 +30,7 @@ class TrainingImage(Construct):
             directory=str(directory),
             build_args={"BASE_IMAGE": base_image},
             platform=ecr_assets.Platform.LINUX_AMD64,
+            exclude=list(EXCLUDE_GLOBS),  # local run leftovers would change the hash
         )
 
     def bind(self, grantable: iam.IGrantable) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from local.aws import LocalServer, client, free_port, provision, start_moto
+from local.aws import client, provision, start_moto
+from local.server import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ENDPOINT = "clinical-llm"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from agent.models import parse_request
+from agent.patients import PatientStore
+from local.aws import client
+from local.scripted_model import TOOL_ORDER, text_of
 
 CASE = {
     "case": {
@@ -41,9 +45,13 @@ def make_runtime(env, span_exporter):
 
 
 @pytest.mark.parametrize("streaming", [True, False], ids=["InvokeEndpointWithResponseStream", "InvokeEndpoint"])
-def test_agent_calls_both_tools_and_diagnose_through_the_endpoint(
+def test_agent_runs_the_three_tools_the_model_calls_in_order_and_returns_their_real_results(
     make_runtime, streaming, model_log, tools_model, reports_of, s3, aws
 ):
+    """The scripted model asks for get_patient_record, diagnose, upload_diagnostic_report one turn at a time; the
+    agent must run each call it receives, in that order, with the model's arguments, and send back what the tool
+    really returned (the record in DynamoDB, diagnose's answer, the stored report's URI): a skipped, reordered
+    or faked call fails."""
     runtime = make_runtime(model_streaming=streaming)
     before = reports_of("P-000007")
     summary = run(runtime, CASE)
@@ -67,6 +75,22 @@ def test_agent_calls_both_tools_and_diagnose_through_the_endpoint(
     assert diagnose_calls[0]["messages"][0]["content"].startswith("You are a board-certified internist")
     # the record read by the agent reached the diagnosis
     assert '"patient_id": "P-000007"' in diagnose_calls[0]["messages"][1]["content"]
+
+    # turn by turn: request n carries the results of the n-1 calls before it, each answering its own call
+    assert [sum(m["role"] == "tool" for m in b["messages"]) for b in agent_calls] == [0, 1, 2, 3]
+    final = agent_calls[-1]["messages"]
+    calls = [c for m in final if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    answered = [m["tool_call_id"] for m in final if m["role"] == "tool"]
+    assert [c["function"]["name"] for c in calls] == list(TOOL_ORDER)
+    assert answered == [c["id"] for c in calls]
+    results = {m["tool_call_id"]: text_of(m) for m in final if m["role"] == "tool"}
+    record_call, diagnose_call, upload_call = calls
+    assert json.loads(record_call["function"]["arguments"]) == {"patient_id": "P-000007"}
+    stored = PatientStore(aws.table, client("dynamodb", aws.endpoint_url)).get("P-000007")
+    assert json.loads(results[record_call["id"]]) == {"found": True, "record": stored.model_dump()}
+    assert "Acute coronary syndrome" in results[diagnose_call["id"]]
+    assert json.loads(upload_call["function"]["arguments"])["patient_id"] == "P-000007"
+    assert summary["report_uri"] in results[upload_call["id"]]
 
 
 def test_app_stores_the_report_when_the_model_calls_no_tools(make_runtime, model_log, plain_model, reports_of, s3, aws):

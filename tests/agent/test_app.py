@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local.aws import LocalServer, client, free_port
+from local.aws import client
+from local.server import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

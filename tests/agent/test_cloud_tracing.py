@@ -20,7 +20,8 @@ import pytest
 
 from agent.patients import synthetic_patients
 from local.agentcore import start_package
-from local.aws import LOCAL_CREDENTIALS, LocalServer, free_port, provision, start_moto
+from local.aws import LOCAL_CREDENTIALS, provision, start_moto
+from local.server import LocalServer, free_port, wait_until
 from stacks.constructs import agent_package as pkg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,7 +125,13 @@ def deployed_run(runtime_resource, package, mlflow_server, tmp_path_factory):
                 with start_package(package, entrypoint, environment) as app:
                     r = httpx.post(f"{app.url}/invocations", json={"case": SEED_CASE}, timeout=120)
                     traces = wait_for_mlflow_trace(mlflow_server.url, env["MLFLOW_EXPERIMENT_NAME"])
-                    spans = wait_for(lambda: get_json(f"{otlp.url}/spans"), lambda s: "diagnose" in names(s))
+                    spans = wait_until(
+                        lambda: get_json(f"{otlp.url}/spans"),
+                        lambda s: "diagnose" in names(s),
+                        timeout=60,
+                        interval=0.5,
+                        what="the diagnose span at the OTLP receiver",
+                    )
                     time.sleep(1)  # the last batches (logs) of the export interval
                     yield {
                         "response": r,
@@ -143,15 +150,6 @@ def names(spans: list[dict]) -> set[str]:
     return {s["name"] for s in spans}
 
 
-def wait_for(get, done, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    value = get()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        value = get()
-    return value
-
-
 def wait_for_mlflow_trace(url: str, experiment_name: str) -> list:
     import logging
 
@@ -165,7 +163,13 @@ def wait_for_mlflow_trace(url: str, experiment_name: str) -> list:
         return client.search_traces(locations=[experiment.experiment_id]) if experiment else []
 
     # spans are logged as they end: wait for the whole tree (the root ends last)
-    return wait_for(traces, lambda ts: any(TREE <= {s.name for s in t.data.spans} for t in ts))
+    return wait_until(
+        traces,
+        lambda ts: any(TREE <= {s.name for s in t.data.spans} for t in ts),
+        timeout=60,
+        interval=0.5,
+        what=f"a trace with the spans {sorted(TREE)} in MLflow",
+    )
 
 
 def sensitive_values() -> list[str]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from local.aws import LocalServer, free_port
+from local.server import LocalServer, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "agent-traces-test"
@@ -46,13 +45,13 @@ def test_agent_traces_are_exported_to_mlflow_without_patient_content(traced_app,
     client = mlflow.MlflowClient(tracking_uri=mlflow_url)
     experiment = client.get_experiment_by_name(EXPERIMENT)  # created by the app on first use
     assert experiment is not None
-    deadline, spans = time.monotonic() + 60, []
-    while time.monotonic() < deadline:
-        traces = client.search_traces(locations=[experiment.experiment_id])
-        spans = [s for t in traces for s in t.data.spans]
-        if any(s.name == "diagnose" for s in spans) and any(s.name == "clinical_request" for s in spans):
-            break
-        time.sleep(0.5)
+    spans = wait_until(
+        lambda: [s for t in client.search_traces(locations=[experiment.experiment_id]) for s in t.data.spans],
+        lambda spans: {"diagnose", "clinical_request"} <= {s.name for s in spans},
+        timeout=60,
+        interval=0.5,
+        what="the diagnose and clinical_request spans in MLflow",
+    )
     names = {s.name for s in spans}
     assert {
         "clinical_request",

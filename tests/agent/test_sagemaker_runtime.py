@@ -154,7 +154,7 @@ def test_route_parses_component_and_adapter():
 @pytest.fixture(scope="module")
 def echo_runtime():
     """The emulator in front of a container that answers what it received."""
-    from local.aws import LocalServer, free_port
+    from local.server import LocalServer, free_port
     from tests.agent.conftest import ROOT, start_python
 
     port = free_port()

@@ -120,7 +120,7 @@ def start_app(agent_env: dict[str, str], **extra: str):
     import sys
     from pathlib import Path
 
-    from local.aws import free_port
+    from local.server import free_port
 
     root = Path(__file__).resolve().parents[2]
     return subprocess.run(
@@ -164,7 +164,7 @@ def test_mlflow_app_and_tracking_server_arns_are_accepted(env):
 
 def test_unreachable_mlflow_is_a_loud_error_and_the_agent_keeps_serving(env, caplog):
     from agent.telemetry import export_to_mlflow
-    from local.aws import free_port
+    from local.server import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"
     assert export_to_mlflow(closed, "never-created") is False

@@ -43,19 +43,26 @@ def test_flow_logs_go_to_an_encrypted_log_group(stages, env):
     t.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 365})
 
 
-def test_workload_security_groups_exist(stages):
+def test_each_workload_gets_its_own_security_group_for_its_purpose(stages):
+    """Each workload's ``security_group_id`` resolves to the GroupId of a distinct security group in the network
+    template, described for that workload (a swapped or shared group fails)."""
     net = stages["prod"].network
-    for sg in (net.training_sg, net.endpoint_sg, net.lambda_sg, net.agent_sg):
-        assert sg.security_group_id
-    descriptions = {
-        r["Properties"]["GroupDescription"] for r in template(net).find_resources("AWS::EC2::SecurityGroup").values()
+    groups = template(net).find_resources("AWS::EC2::SecurityGroup")
+    expected = {
+        "training_sg": "SageMaker training and processing jobs",
+        "endpoint_sg": "SageMaker inference endpoint",
+        "lambda_sg": "Lambda functions",
+        "agent_sg": "AgentCore runtime",
     }
-    assert {
-        "SageMaker training and processing jobs",
-        "SageMaker inference endpoint",
-        "Lambda functions",
-        "AgentCore runtime",
-    } <= descriptions
+    logical_ids = {}
+    for attribute, description in expected.items():
+        reference = net.resolve(getattr(net, attribute).security_group_id)
+        assert set(reference) == {"Fn::GetAtt"}, (attribute, reference)
+        logical_id, field = reference["Fn::GetAtt"]
+        assert field == "GroupId", (attribute, reference)
+        assert groups[logical_id]["Properties"]["GroupDescription"] == description, attribute
+        logical_ids[attribute] = logical_id
+    assert len(set(logical_ids.values())) == len(expected), logical_ids
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])

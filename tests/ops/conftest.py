@@ -9,7 +9,6 @@ the CLI; ``FakeClock`` replaces waiting (no test waits for real time).
 from __future__ import annotations
 
 import json
-import sys
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from botocore.stub import Stubber
 from typer.testing import CliRunner
 
-from local.aws import LocalServer, free_port
+from local.aws import start_moto
 from ops import cli, outputs
 from ops.cloud import Cloud
 from ops.outputs import Output, stack_name
@@ -157,14 +156,7 @@ class Env:
 
 @pytest.fixture(scope="session")
 def moto_server():
-    port = free_port()
-    server = LocalServer.start(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        port=port,
-        health="/moto-api/",
-        env={"MOTO_ACCOUNT_ID": ACCOUNT},
-    )
-    with server:
+    with start_moto(env={"MOTO_ACCOUNT_ID": ACCOUNT}) as server:
         yield server
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from local.server import free_port
 from local.tiny import build_tiny_adapter, build_tiny_model
-from tests.serving.helpers import CONTAINER, Server, backend_cmd, free_port, front_cmd
+from tests.serving.helpers import CONTAINER, backend_cmd, front_cmd, launch
 
 sys.path.insert(0, str(CONTAINER))  # the container's modules are flat files, as in the image
 
@@ -31,8 +32,8 @@ def tiny_adapters(tiny_model, tmp_path_factory) -> dict[str, Path]:
 def model_backend(tiny_model, tmp_path_factory):
     """The CPU backend with the tiny model, no adapters at start."""
     port = free_port()
-    server = Server(backend_cmd(port, model=tiny_model), port, log=tmp_path_factory.mktemp("logs") / "backend.log")
-    yield server.wait_ready()
+    server = launch(backend_cmd(port, model=tiny_model), port, log=tmp_path_factory.mktemp("logs") / "backend.log")
+    yield server.wait_ready("/health")
     server.stop()
 
 
@@ -40,7 +41,7 @@ def model_backend(tiny_model, tmp_path_factory):
 def front(model_backend, tiny_model, tmp_path_factory):
     """The SageMaker front in front of the model backend."""
     port = free_port()
-    server = Server(
+    server = launch(
         front_cmd(port, model_backend.url, str(tiny_model)), port, log=tmp_path_factory.mktemp("logs") / "front.log"
     )
     yield server.wait_ready("/ping")

@@ -1,23 +1,20 @@
 """Helpers for the serving tests: real servers on free ports, stopped by PID.
 
-Servers (the CPU backend, the SageMaker front, `serve`) run as subprocesses on 127.0.0.1 and are
-waited for over HTTP.
+Servers (the CPU backend, the SageMaker front, `serve`) run as ``local.server.LocalServer`` subprocesses on
+127.0.0.1 and are waited for over HTTP.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from local.aws import free_port  # noqa: F401  (one free_port for the repository)
+from local.server import LocalServer, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINER = ROOT / "containers" / "sglang"
@@ -25,50 +22,9 @@ CONTAINER = ROOT / "containers" / "sglang"
 ADAPTER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
 
 
-class Server:
-    """A subprocess serving HTTP on 127.0.0.1:port; stopped by its PID."""
-
-    def __init__(self, cmd: list[str], port: int, *, env: dict | None = None, log: Path | None = None):
-        self.port, self.url = port, f"http://127.0.0.1:{port}"
-        self.log = log
-        self._out = open(log, "wb") if log else None  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=self._out or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, path: str = "/health", timeout: float = 60.0, status: int | None = 200) -> Server:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                r = httpx.get(self.url + path, timeout=2)
-                if status is None or r.status_code == status:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.url}{path} not ready after {timeout}s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log and self.log.exists() else ""
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self._out:
-            self._out.close()
-        return self.proc.returncode
+def launch(cmd: list[str], port: int, *, log: Path, env: dict | None = None) -> LocalServer:
+    """``cmd`` started from the repository root, its output in ``log``; not waited on yet: call ``wait_ready``."""
+    return LocalServer.start(cmd, port=port, health=None, env=env, log=log, cwd=ROOT)
 
 
 def backend_cmd(port: int, *, model: Path | None = None, fixed: str | None = None, extra=()) -> list[str]:
@@ -103,10 +59,8 @@ def metrics(url: str) -> dict[str, float]:
 
 def wait_idle(url: str, within: float) -> None:
     """Waits until the engine runs and queues nothing; fails after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while (m := metrics(url))["sglang:num_running_reqs"] or m["sglang:num_queue_reqs"]:
-        assert time.monotonic() < deadline, f"the engine is still busy after {within} s: {m}"
-        time.sleep(0.05)
+    busy = ("sglang:num_running_reqs", "sglang:num_queue_reqs")
+    wait_until(lambda: metrics(url), lambda m: not any(m[k] for k in busy), timeout=within, what="the engine idle")
 
 
 def abandon(url: str, body: dict, *, after: float, path: str = "/invocations", headers: dict | None = None) -> bytes:

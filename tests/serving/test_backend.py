@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from local.backend import ToolCalls, adapter_from_model
-from tests.serving.helpers import Server, abandon, backend_cmd, free_port, metrics, wait_idle
+from local.server import free_port, wait_until
+from tests.serving.helpers import abandon, backend_cmd, launch, metrics, wait_idle
 
 TOOL_CALL = '{"name": "get_patient_record", "parameters": {"patient_id": "P001"}}'
 TOOLS = [
@@ -67,8 +68,8 @@ def test_llama3_tool_calls_are_parsed_by_sglangs_own_parser():
 @pytest.fixture(scope="module")
 def tool_backend(tmp_path_factory):
     port = free_port()
-    server = Server(backend_cmd(port, fixed=TOOL_CALL), port, log=tmp_path_factory.mktemp("logs") / "fixed.log")
-    yield server.wait_ready()
+    server = launch(backend_cmd(port, fixed=TOOL_CALL), port, log=tmp_path_factory.mktemp("logs") / "fixed.log")
+    yield server.wait_ready("/health")
     server.stop()
 
 
@@ -189,8 +190,8 @@ def slow_backend(tmp_path_factory):
     """One generation at a time, 50 ms per token, at most one request waiting."""
     port = free_port()
     cmd = backend_cmd(port, fixed=LONG, extra=["--token-delay-ms", "50", "--max-queued-requests", "1"])
-    server = Server(cmd, port, log=tmp_path_factory.mktemp("logs") / "slow.log")
-    yield server.wait_ready()
+    server = launch(cmd, port, log=tmp_path_factory.mktemp("logs") / "slow.log")
+    yield server.wait_ready("/health")
     server.stop()
 
 
@@ -214,9 +215,9 @@ def test_past_the_queue_limit_requests_get_503_streamed_ones_in_band(slow_backen
     busy = [threading.Thread(target=httpx.post, args=(f"{url}/invocations",), kwargs={"json": body, "timeout": 60})]
     busy.append(threading.Thread(target=httpx.post, args=(f"{url}/invocations",), kwargs={"json": body, "timeout": 60}))
     busy[0].start()
-    wait_for(lambda: metrics(url)["sglang:num_running_reqs"] == 1)
+    wait_until(lambda: metrics(url)["sglang:num_running_reqs"] == 1, what="one running request")
     busy[1].start()
-    wait_for(lambda: metrics(url)["sglang:num_queue_reqs"] == 1)
+    wait_until(lambda: metrics(url)["sglang:num_queue_reqs"] == 1, what="one queued request")
     r = httpx.post(f"{url}/invocations", json=body, timeout=60)
     assert r.status_code == 503 and r.json()["message"] == "The request queue is full."
     with httpx.stream("POST", f"{url}/invocations", json={**body, "stream": True}, timeout=60) as r:
@@ -225,12 +226,3 @@ def test_past_the_queue_limit_requests_get_503_streamed_ones_in_band(slow_backen
     assert json.loads(events[0].removeprefix("data: "))["error"]["code"] == 503 and events[-1] == "data: [DONE]"
     for t in busy:
         t.join()
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.serving.helpers import ADAPTER_HEADER, Server, free_port, front_cmd
+from local.server import LocalServer, free_port
+from tests.serving.helpers import ADAPTER_HEADER, front_cmd, launch
 
 CHAT = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 5, "temperature": 0}
 
@@ -30,14 +31,14 @@ CHAT = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 5, "te
 @pytest.fixture
 def start_front(model_backend, tiny_model, tmp_path):
     """A front of our own in front of the shared CPU backend, with a customer's script and variables."""
-    started: list[Server] = []
+    started: list[LocalServer] = []
 
-    def start(script: str | None = None, **env: str) -> Server:
+    def start(script: str | None = None, **env: str) -> LocalServer:
         if script is not None:
             (tmp_path / "model.py").write_text(script)
             env = {"SAGEMAKER_MODEL_PATH": str(tmp_path), "CUSTOM_SCRIPT_FILENAME": "model.py", **env}
         port = free_port()
-        server = Server(front_cmd(port, model_backend.url, str(tiny_model)), port, env=env, log=tmp_path / "front.log")
+        server = launch(front_cmd(port, model_backend.url, str(tiny_model)), port, env=env, log=tmp_path / "front.log")
         started.append(server)
         return server.wait_ready("/ping", status=None)
 

@@ -8,16 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.serving.helpers import (
-    ADAPTER_HEADER,
-    Server,
-    abandon,
-    backend_cmd,
-    free_port,
-    front_cmd,
-    metrics,
-    wait_idle,
-)
+from local.server import free_port, wait_until
+from tests.serving.helpers import ADAPTER_HEADER, abandon, backend_cmd, front_cmd, launch, metrics, wait_idle
 
 CHAT = {"messages": [{"role": "user", "content": "fever cough and fatigue"}], "max_tokens": 12, "temperature": 0}
 
@@ -40,14 +32,14 @@ def load(url: str, name: str, src) -> httpx.Response:
 
 def test_ping_is_503_until_the_engine_is_healthy_then_200(tmp_path):
     engine_port, port = free_port(), free_port()
-    front = Server(front_cmd(port, f"http://127.0.0.1:{engine_port}", "base"), port, log=tmp_path / "front.log")
+    front = launch(front_cmd(port, f"http://127.0.0.1:{engine_port}", "base"), port, log=tmp_path / "front.log")
     engine = None
     try:
         front.wait_ready("/ping", status=503)
         r = invoke(front.url)
         assert r.status_code == 503 and "not ready" in r.json()["detail"]
         assert load(front.url, "early", tmp_path).status_code in (400, 503)
-        engine = Server(backend_cmd(engine_port, fixed="ready"), engine_port, log=tmp_path / "engine.log")
+        engine = launch(backend_cmd(engine_port, fixed="ready"), engine_port, log=tmp_path / "engine.log")
         front.wait_ready("/ping", status=200, timeout=30)
         assert answer(invoke(front.url)) == "ready"
     finally:
@@ -177,7 +169,7 @@ def test_adapter_in_a_single_subdirectory_is_found(front, tiny_adapters, tmp_pat
 def test_prompts_stay_out_of_logs_even_at_debug_level(model_backend, tiny_model, tiny_adapters, tmp_path):
     marker = "SYNTHETIC-PATIENT-7f3a"
     port = free_port()
-    front = Server(
+    front = launch(
         front_cmd(port, model_backend.url, str(tiny_model)),
         port,
         log=tmp_path / "front.log",
@@ -192,8 +184,8 @@ def test_prompts_stay_out_of_logs_even_at_debug_level(model_backend, tiny_model,
         assert httpx.delete(f"{front.url}/adapters/private").status_code == 200
     finally:
         front.stop()
-    assert "private" in front.output()  # the log is there, and names the adapter
-    assert marker not in front.output() and marker not in model_backend.output()
+    assert "private" in front.log_tail()  # the log is there, and names the adapter
+    assert marker not in front.log_tail() and marker not in model_backend.log_tail()
 
 
 # --- the front frees the engine, bounds requests, checks names, passes real statuses (issue 16 item 2) ------
@@ -206,12 +198,12 @@ def slow(tmp_path_factory, tiny_adapters):
     """A slow engine (one generation at a time, at most one waiting) behind its own front, with an adapter."""
     logs = tmp_path_factory.mktemp("slow")
     engine_port, port = free_port(), free_port()
-    engine = Server(
+    engine = launch(
         backend_cmd(engine_port, fixed=LONG, extra=["--token-delay-ms", "50", "--max-queued-requests", "1"]),
         engine_port,
         log=logs / "engine.log",
-    ).wait_ready()
-    front = Server(front_cmd(port, engine.url, "base"), port, log=logs / "front.log").wait_ready("/ping")
+    ).wait_ready("/health")
+    front = launch(front_cmd(port, engine.url, "base"), port, log=logs / "front.log").wait_ready("/ping")
     assert load(front.url, "clinical", tiny_adapters["clinical"]).status_code == 200
     yield front, engine
     front.stop()
@@ -241,9 +233,9 @@ def test_an_engine_error_before_the_first_streamed_byte_gets_its_real_status(slo
     body = {**CHAT, "max_tokens": 40}
     busy = [threading.Thread(target=invoke, args=(front.url,), kwargs={"body": body}) for _ in range(2)]
     busy[0].start()
-    _wait(lambda: metrics(engine.url)["sglang:num_running_reqs"] == 1)
+    wait_until(lambda: metrics(engine.url)["sglang:num_running_reqs"] == 1, what="one running request")
     busy[1].start()
-    _wait(lambda: metrics(engine.url)["sglang:num_queue_reqs"] == 1)
+    wait_until(lambda: metrics(engine.url)["sglang:num_queue_reqs"] == 1, what="one queued request")
     try:
         streamed = invoke(front.url, body={**body, "stream": True})
         plain = invoke(front.url, body=body)
@@ -259,7 +251,7 @@ def test_an_engine_error_before_the_first_streamed_byte_gets_its_real_status(slo
 def test_requests_over_the_size_limits_are_refused_with_the_limit(model_backend, tmp_path):
     port = free_port()
     env = {"SM_FRONT_MAX_BODY_BYTES": "2000", "SM_FRONT_MAX_HEADER_BYTES": "4000"}
-    front = Server(front_cmd(port, model_backend.url, "base"), port, env=env, log=tmp_path / "front.log")
+    front = launch(front_cmd(port, model_backend.url, "base"), port, env=env, log=tmp_path / "front.log")
     try:
         front.wait_ready("/ping")
         big = {**CHAT, "messages": [{"role": "user", "content": "x" * 3000}]}
@@ -290,10 +282,3 @@ def test_adapter_names_are_checked_in_the_front(front, tiny_adapters, name):
         r = invoke(front.url, adapter=name)
         assert r.status_code == 400 and "is not valid" in r.json()["detail"]
     assert "base:other" not in httpx.post(f"{front.url}/invocations", json=CHAT, timeout=60).text
-
-
-def _wait(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)

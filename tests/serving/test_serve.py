@@ -12,15 +12,16 @@ import httpx
 import psutil
 import pytest
 
-from tests.serving.helpers import ADAPTER_HEADER, CONTAINER, Server, free_port
+from local.server import LocalServer, free_port
+from tests.serving.helpers import ADAPTER_HEADER, CONTAINER, launch
 
 SERVE = [sys.executable, str(CONTAINER / "serve"), "serve"]
 CHAT = {"messages": [{"role": "user", "content": "fever cough and fatigue"}], "max_tokens": 12, "temperature": 0}
 
 
-def serve(tmp_path, engine_command: str, env: dict | None = None) -> Server:
+def serve(tmp_path, engine_command: str, env: dict | None = None) -> LocalServer:
     port, engine_port = free_port(), free_port()
-    return Server(
+    return launch(
         [*SERVE, "--host", "127.0.0.1", "--port", str(port), "--engine-port", str(engine_port)],
         port,
         env={"SM_ENGINE_COMMAND": engine_command, **(env or {})},
@@ -28,8 +29,8 @@ def serve(tmp_path, engine_command: str, env: dict | None = None) -> Server:
     )
 
 
-def children(server: Server) -> list[psutil.Process]:
-    return psutil.Process(server.proc.pid).children(recursive=True)
+def children(server: LocalServer) -> list[psutil.Process]:
+    return psutil.Process(server.process.pid).children(recursive=True)
 
 
 def gone(procs: list[psutil.Process], timeout: float = 10) -> bool:
@@ -73,9 +74,9 @@ def test_serve_exits_when_the_engine_dies_and_stops_the_front(tmp_path):
         procs = children(server)
         engine = next(p for p in procs if "local.backend" in " ".join(p.cmdline()))
         os.kill(engine.pid, signal.SIGKILL)
-        assert server.proc.wait(30) != 0
+        assert server.process.wait(30) != 0
         assert gone(procs)
-        assert "the engine exited" in server.output()
+        assert "the engine exited" in server.log_tail()
     finally:
         server.stop()
 
@@ -87,8 +88,8 @@ def test_signal_is_forwarded_to_both_processes(tmp_path, sig):
         server.wait_ready("/ping", timeout=60)
         procs = children(server)
         start = time.monotonic()
-        os.kill(server.proc.pid, sig)
-        assert server.proc.wait(30) == 0
+        os.kill(server.process.pid, sig)
+        assert server.process.wait(30) == 0
         assert gone(procs) and time.monotonic() - start < 15
     finally:
         server.stop()
