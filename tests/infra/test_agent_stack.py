@@ -278,8 +278,8 @@ def test_seeding_runs_inside_the_vpc_when_the_environment_has_one():
     agent = _standalone("dev", network=True)
     t = template(agent)
     (fn,) = t.find_resources("AWS::Lambda::Function").values()
-    data = agent.node.root.node.find_child("Data")
-    isolated = [data.get_logical_id(s.node.default_child) for s in data.node.find_child("Vpc").isolated_subnets]
+    network = agent.node.root.node.find_child("Network")
+    isolated = [network.get_logical_id(s.node.default_child) for s in network.vpc.isolated_subnets]
     imported = [json.dumps(s) for s in fn["Properties"]["VpcConfig"]["SubnetIds"]]  # the VPC's subnets, by reference
     assert len(imported) == len(isolated) > 0
     assert all(sum(f"Ref{lid}" in i for i in imported) == 1 for lid in isolated), (isolated, imported)
