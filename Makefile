@@ -18,7 +18,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help setup graphviz synth test check format bench diff deploy deploy-preflight snapshot diagram demo \
-	mlflow-ui lint clean rules exec-policy bootstrap weights data train approve pin ask status destroy cost
+	mlflow-ui lint clean watch rules exec-policy bootstrap weights data train approve pin ask status destroy cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -94,6 +94,15 @@ deploy-preflight: setup ## what a deploy needs here: a Docker daemon (and a logi
 deploy: deploy-preflight ## deploy one environment directly: make deploy ENV=dev (needs credentials for its account)
 	$(CDK) deploy "$$($(PY) -c 'from stacks.settings import load_environment as l; print(l("$(ENV)").stage_id)')/*" \
 		-c environments=$(ENV) --require-approval broadening
+
+# Development only: hotswap updates the runtime outside CloudFormation (drift until the next deploy). The CLI
+# hotswaps AWS::BedrockAgentCore::Runtime since 2.1102.0 (https://github.com/aws/aws-cdk-cli/releases/tag/aws-cdk%40v2.1102.0);
+# any other change of the Agent stack falls back to a CloudFormation deployment. cdk.json's "watch" says which files count.
+watch: setup ## redeploy ENV's agent on every change of its code (cdk watch, hotswap; development tier only)
+	@stage=$$($(PY) -c 'import sys; from stacks.settings import load_environment as l; e = l("$(ENV)"); \
+		print(e.stage_id) if e.tier == "development" else sys.exit(f"make watch hotswaps the agent outside \
+		CloudFormation: development tier only ({e.name} is {e.tier})")') || exit 1; \
+		$(CDK) watch --hotswap-fallback --exclusively "$$stage/Agent" -c environments=$(ENV)
 
 diagram: synth graphviz ## draw docs/architecture.png (the system) and docs/architecture-detail.png (every construct) from cdk.out (STAGE=Prod)
 	$(OFFLINE) $(PY) -m tools.diagram cdk.out --stage $(or $(STAGE),Prod) \

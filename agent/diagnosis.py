@@ -1,4 +1,7 @@
-"""The ``diagnose`` call: the fine-tuned model behind the SageMaker endpoint, with the clinical super-prompt.
+"""The ``diagnose`` call: the fine-tuned model behind the SageMaker endpoint, asked as training asked it.
+
+The chat (the super-prompt, then the case) comes from ``training.clinical.diagnosis_messages``, the
+function that formats every training example, so the adapter sees the format it learned.
 
 Each call records one OpenTelemetry span ``diagnose`` with the endpoint, the inference component,
 max_tokens, temperature, the prompt (``[REDACTED]`` unless prompts may be recorded), the response
@@ -17,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
 from agent.errors import DiagnosisError
-from agent.prompts import CLINICAL_SUPER_PROMPT
+from training.clinical import diagnosis_messages
 
 REDACTED = "[REDACTED]"  # the same marker strands uses for redacted span content
 MAX_CASE_CHARS = 8000
@@ -50,10 +53,7 @@ class Diagnoser:
         if len(case) > MAX_CASE_CHARS:
             raise ValueError(f"the case is {len(case)} characters; at most {MAX_CASE_CHARS} are accepted")
         body = {
-            "messages": [
-                {"role": "system", "content": CLINICAL_SUPER_PROMPT},
-                {"role": "user", "content": case},
-            ],
+            "messages": diagnosis_messages(case),
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "stream": False,

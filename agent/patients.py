@@ -11,8 +11,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from agent.errors import PatientNotFound
 from agent.models import PatientRecord, validate_patient_id
 
@@ -111,11 +109,15 @@ class PatientStore:
         ).get("Item")
         if not item:
             raise PatientNotFound(f"no patient {patient_id} in table {self.table}")
+        from boto3.dynamodb.types import TypeDeserializer  # here: synth imports this module for the seed data
+
         des = TypeDeserializer()
         return PatientRecord.model_validate({k: des.deserialize(v) for k, v in item.items()})
 
     def put_all(self, patients: Iterable[dict[str, Any]]) -> int:
         """Write items (from ``synthetic_patients``) in batches of 25; returns how many were written."""
+        from boto3.dynamodb.types import TypeSerializer
+
         ser = TypeSerializer()
         items = [{k: ser.serialize(v) for k, v in p.items()} for p in patients]
         for item in items:

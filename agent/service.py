@@ -62,7 +62,7 @@ class ClinicalAgentRuntime:
 
     async def events(self, prepared: PreparedRequest, session_id: str | None) -> AsyncIterator[dict[str, Any]]:
         request, case = prepared.request, prepared.request.case
-        ledger = ReportLedger()
+        ledger = ReportLedger(case=(case.patient_id, case_summary(case, prepared.record)) if case else None)
         agent = create_medical_agent(
             self.settings, services=self.services, model=self.model, ledger=ledger, session_id=session_id
         )

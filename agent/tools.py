@@ -15,6 +15,8 @@ class ReportLedger:
 
     reports: dict[str, str] = field(default_factory=dict)  # patient_id -> s3:// URI of the latest report
     tools_called: list[str] = field(default_factory=list)
+    # (patient id, case summary) of a structured request: what ``diagnose`` sends when asked by that patient id
+    case: tuple[str, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def called(self, tool: str) -> None:
@@ -54,9 +56,12 @@ def make_tools(services: Any, ledger: ReportLedger) -> list[Any]:
         recommended investigations, red flags.
 
         Args:
-            case: A concise case summary: age, sex, conditions, medications, allergies, symptoms and vitals.
+            case: A concise case summary: age, sex, conditions, medications, allergies, symptoms and vitals;
+                for the request's own patient, the patient id: the model then reads the case as the request gave it.
         """
         ledger.called("diagnose")
+        if ledger.case and case.strip() == ledger.case[0]:
+            case = ledger.case[1]  # exactly the training format, whatever the agent model would have paraphrased
         return services.diagnoser.diagnose(case)
 
     @tool

@@ -769,28 +769,43 @@ class DeployReadinessChecks(NagPack):
     def __init__(self, scope: IConstruct | None = None) -> None:
         super().__init__(scope)
         self._pack_name = PACK
+        # id(stack) -> (the stack, its findings); holding the stack keeps its id from being reused
+        self._findings: dict[int, tuple[Stack, dict[str, list[tuple[Rule, list[str]]]]]] = {}
 
     @property
     def name(self) -> str:
         return PACK
 
     def _check_resource(self, node: CfnResource) -> None:
-        rules = _BY_TYPE.get(node.cfn_resource_type, []) + _BY_TYPE.get("*", [])
+        """cdk-nag calls this once per resource: each call and each jsii call in it is a round trip to node, so
+        the rules run once per stack over its rendered template, and a resource costs one lookup unless its stack
+        has findings."""
         stack = Stack.of(node)
-        logical_id = stack.resolve(stack.get_logical_id(node))
-        body = _template(stack).get("Resources", {}).get(logical_id)
-        if body is None:  # not rendered (e.g. a condition removed it)
+        findings = self._stack_findings(stack)
+        if not findings:
             return
-        resource = Resource(logical_id, body, stack, {})
-        for rule in rules:
-            if rule.resource_types != ("*",) and not resource.templates:
-                resource.templates = _stage_templates(stack)
-            try:
-                problems = rule.check(resource)
-            except Exception as e:  # a rule's own bug: name it and the resource, then fail synth
-                raise RuntimeError(f"{rule.id} could not check {stack.stack_name}/{logical_id}: {e!r}") from e
-            if problems:  # compliant resources need no report entry (and no round trip through jsii)
-                self._apply_rule(cast(IApplyRule, _Finding(rule, node, problems)))
+        for rule, problems in findings.get(stack.resolve(stack.get_logical_id(node)), []):
+            self._apply_rule(cast(IApplyRule, _Finding(rule, node, problems)))
+
+    def _stack_findings(self, stack: Stack) -> dict[str, list[tuple[Rule, list[str]]]]:
+        """{logical id: [(rule, problems)]} of every resource of ``stack``'s template (computed once per stack)."""
+        if id(stack) in self._findings:
+            return self._findings[id(stack)][1]
+        findings: dict[str, list[tuple[Rule, list[str]]]] = {}
+        templates: dict[str, dict[str, Any]] = {}
+        for logical_id, body in _template(stack).get("Resources", {}).items():
+            resource = Resource(logical_id, body, stack, templates)
+            for rule in _BY_TYPE.get(body["Type"], []) + _BY_TYPE.get("*", []):
+                if rule.resource_types != ("*",) and not templates:
+                    templates.update(_stage_templates(stack))
+                try:
+                    problems = rule.check(resource)
+                except Exception as e:  # a rule's own bug: name it and the resource, then fail synth
+                    raise RuntimeError(f"{rule.id} could not check {stack.stack_name}/{logical_id}: {e!r}") from e
+                if problems:  # compliant resources need no report entry (and no round trip through jsii)
+                    findings.setdefault(logical_id, []).append((rule, problems))
+        self._findings[id(stack)] = (stack, findings)
+        return findings
 
 
 def main() -> int:

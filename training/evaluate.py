@@ -5,9 +5,11 @@ accuracy: the model answers each held-out case (greedy) and its 'Most likely dia
 line is compared with the label. Written to <output-dir>/evaluation.json in the SageMaker model
 quality format (the pipeline reads multiclass_classification_metrics.accuracy.value) and, with
 MLFLOW_TRACKING_URI set, to the training run in MLflow (from training_run.json) or a new run.
+With --base-only the base model itself is measured, no adapter (what the fine-tune starts from).
 
 Local:      python training/evaluate.py --model-dir out/model --test-dir data/processed/test \\
                 --output-dir out/evaluation [--base-model <hf-id-or-folder>]
+            python training/evaluate.py --base-only --base-model <hf-id-or-folder> --test-dir ... --output-dir ...
 SageMaker:  defaults are /opt/ml/processing/{model,test,evaluation}; --model-dir may hold model.tar.gz
 """
 
@@ -22,6 +24,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from clinical import extract_diagnosis, normalize_diagnosis
 from jobenv import default, jsonl_files, require_dir
@@ -41,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-dir", default="/opt/ml/processing/test", help="held-out *.jsonl (default: %(default)s)")
     p.add_argument("--output-dir", default="/opt/ml/processing/evaluation", help="default: %(default)s")
     p.add_argument("--base-model", help="Hugging Face id or folder (default: the one recorded in the adapter)")
+    p.add_argument("--base-only", action="store_true", help="evaluate --base-model without an adapter")
     p.add_argument(
         "--max-samples", type=int, default=200, help="cases answered for accuracy (default 200; all are used for loss)"
     )
@@ -51,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for flag in ("max_samples", "max_new_tokens", "batch_size"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.base_only and not args.base_model:
+        p.error("--base-only needs --base-model")
     return args
 
 
@@ -137,29 +143,36 @@ def answers(model, tokenizer, rows: list[dict], device, batch_size: int, max_new
     return out
 
 
+def load_model(args, scratch: Path):
+    """(model, tokenizer, training run) on the best device: the base with the adapter, or the base alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model: Any
+    if args.base_only:
+        model = AutoModelForCausalLM.from_pretrained(args.base_model, dtype=dtype)
+        return model.to(device).eval(), AutoTokenizer.from_pretrained(args.base_model), {}
+    from peft import PeftModel
+
+    adapter = adapter_folder(require_dir(args.model_dir, "model folder", "--model-dir"), scratch)
+    base = args.base_model or json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    tokenizer = AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").is_file() else base)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=dtype), adapter)
+    run = json.loads((adapter / "training_run.json").read_text()) if (adapter / "training_run.json").is_file() else {}
+    return model.to(device).eval(), tokenizer, run
+
+
 def evaluate(args) -> dict:
     rows = load_test(require_dir(args.test_dir, "test data folder", "--test-dir"))
-    model_dir = require_dir(args.model_dir, "model folder", "--model-dir")
     with tempfile.TemporaryDirectory() as scratch:
-        adapter = adapter_folder(model_dir, Path(scratch))
-        import torch
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        base = args.base_model or json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        tokenizer = AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").is_file() else base)
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=dtype), adapter)
-        model.to(device).eval()
-        run = (
-            json.loads((adapter / "training_run.json").read_text()) if (adapter / "training_run.json").is_file() else {}
-        )
-        loss, tokens = assistant_loss(model, tokenizer, rows, device)
+        model, tokenizer, run = load_model(args, Path(scratch))
+        loss, tokens = assistant_loss(model, tokenizer, rows, model.device)
         sample = rows[: args.max_samples]
         predicted = [
             extract_diagnosis(a)
-            for a in answers(model, tokenizer, sample, device, args.batch_size, args.max_new_tokens)
+            for a in answers(model, tokenizer, sample, model.device, args.batch_size, args.max_new_tokens)
         ]
     correct = sum(p == normalize_diagnosis(r["diagnosis"]) for p, r in zip(predicted, sample, strict=True))
     accuracy = correct / len(sample)

@@ -7,6 +7,8 @@ checkpoint at the current step and exits 143 without writing the model. When tra
 adapter goes to --model-dir (and, with --merge, a merged model to <model-dir>/merged).
 With MLFLOW_TRACKING_URI set, parameters, metrics and system metrics go to MLflow (rank 0);
 the run continues across resumes. Launched by torchrun, it trains with DDP on every process.
+Progress goes to stdout at every logging step: ``TRAIN_PROGRESS {"step", "max_steps", "loss",
+"elapsed_s", "remaining_s"}`` (rank 0), then ``TRAIN_SUMMARY {...}`` at the end.
 
 Local:      python training/train.py --train-dir data/processed/train --base-model <hf-id-or-folder> \\
                 --model-dir out/model --checkpoint-dir out/checkpoints
@@ -22,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +173,33 @@ def sigterm_callback():
     return callback
 
 
+def progress_callback():
+    """A callback printing ``TRAIN_PROGRESS {...}`` at every logging step: step, loss and the time left."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        start, first_step = 0.0, 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start, self.first_step = time.monotonic(), state.global_step  # a resumed run starts later
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            elapsed, done = time.monotonic() - self.start, state.global_step - self.first_step
+            remaining = elapsed / done * (state.max_steps - state.global_step) if done else None
+            line = {
+                "step": state.global_step,
+                "max_steps": state.max_steps,
+                "loss": round(float(logs["loss"]), 4),
+                "elapsed_s": round(elapsed, 1),
+                "remaining_s": None if remaining is None else round(remaining, 1),
+            }
+            print("TRAIN_PROGRESS " + json.dumps(line), flush=True)
+
+    return Progress()
+
+
 def start_mlflow_run(args, checkpoint_dir: Path, params: dict):
     """Start (or, after a resume, reopen) the run on rank 0; None when no tracking URI is set."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
@@ -271,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[stopper],
+        callbacks=[stopper, progress_callback()],
     )
 
     resume = latest_checkpoint(checkpoint_dir)

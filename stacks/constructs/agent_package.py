@@ -5,7 +5,10 @@ No Docker: pip downloads the arm64 wheels (``--platform ... --only-binary=:all:`
 The package is then laid out once per content (cached beside the dependencies): the dependencies less
 what no runtime import reaches (``EXCLUDED``), the code under ``agent/``, the entry point ``main.py``, and
 bytecode for every module compiled for the runtime's Python (hash-based, unchecked: a new microVM imports
-without compiling, and two builds are byte-identical). Every synth hard-links that tree into the asset.
+without compiling, and two builds are byte-identical), then zipped once (``ensure_archive``). The
+dependencies ship as bytecode only (their sources were 46 of 131 MB); the agent's own code keeps its sources
+beside its bytecode, for tracebacks. The size limit is checked once, when a layout is built. Every synth
+hard-links that zip into cdk.out as the asset (one file, uploaded as it is).
 The asset hash covers the code, the target, the installed distributions (name-version) and the layout
 rules, so the template changes exactly when what ships changes. ``build_local_package`` runs the same
 path for this machine's platform (benchmarks and the end-to-end test). See docs/agent-packaging.md.
@@ -21,11 +24,12 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import BundlingOptions, BundlingOutput, DockerImage, ILocalBundling
 from aws_cdk import aws_bedrockagentcore as agentcore
 
 from stacks.constructs import pip_install
@@ -52,6 +56,9 @@ from agent.app import main
 
 main(["--host", "0.0.0.0", "--port", "8080"])
 '''
+# Project modules the agent imports from outside agent/, shipped at the same paths: the fine-tuned model's
+# prompt format has one owner, training/clinical.py (standard library only), used by training and the agent.
+SHARED_FILES = ("training/__init__.py", "training/clinical.py")
 # The botocore service models the runtime loads: the agent's clients (dynamodb, s3, sagemaker-runtime),
 # the MLflow plugin's (sagemaker, sts for an assumed role), ADOT's exporters (logs, xray), the AgentCore SDK's
 # (bedrock-agentcore). Every other model (440 services, 25 MB) is never read.
@@ -84,6 +91,12 @@ EXCLUDED: dict[str, str] = {
     "mlflow/server/*": "the MLflow tracking server (the runtime is a client of the SageMaker one)",
     "mlflow/store/db_migrations/*": "the MLflow server's database migrations",
     "mlflow/assistant/*": "the MLflow UI's assistant (server side)",
+    "cryptography/*": "cryptography (pulled in by mcp's pyjwt[crypto]): imported only by MLflow's server and SQL "
+    "stores, mcp's server and PyJWT's asymmetric algorithms (optional there); the agent uses none of them",
+    "cryptography-*.dist-info/*": "cryptography's metadata (the package is left out)",
+    "cffi*": "cffi and its metadata: a dependency of cryptography only",
+    "_cffi_backend*": "cffi's extension module: a dependency of cryptography only",
+    "pycparser*": "pycparser and its metadata: a dependency of cffi only",
 }
 _KEEP = tuple(f"botocore/data/{s}/*" for s in BOTOCORE_SERVICES)
 
@@ -111,10 +124,12 @@ def package_hash(source: Path, dependencies: Path, platforms: tuple[str, ...] = 
     """The asset hash: every code file (path and content), the generated entrypoint, the target, the
     distributions installed (name-version) and the layout rules, so it changes exactly when what ships changes."""
     parts = [MAIN_PY.encode(), PYTHON_VERSION.encode(), " ".join(platforms).encode()]
-    parts += [repr(sorted(EXCLUDED)).encode(), repr(BOTOCORE_SERVICES).encode(), b"pyc:unchecked-hash"]
+    parts += [repr(sorted(EXCLUDED)).encode(), repr(BOTOCORE_SERVICES).encode(), b"pyc:unchecked-hash:sourceless-deps"]
     parts += sorted(p.name.encode() for p in dependencies.glob("*.dist-info"))
     for f in bundle_files(source):
         parts += [f.relative_to(source).as_posix().encode(), f.read_bytes()]
+    for name in SHARED_FILES:
+        parts += [name.encode(), (ROOT / name).read_bytes()]
     return pip_install.digest(parts)
 
 
@@ -160,16 +175,29 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def compile_bytecode(root: Path) -> None:
+def compile_bytecode(root: Path, code: str = "agent") -> None:
     """Bytecode for every module under ``root``, for this interpreter (the runtime's Python): hash-based and
     unchecked (imported without reading the source's mtime or hash; a new package is a new tree), paths
-    relative to ``root`` and a fixed hash seed, so the same sources always give the same bytes."""
+    relative to ``root`` and a fixed hash seed, so the same sources always give the same bytes. The
+    dependencies' bytecode replaces their sources (``module.pyc`` where ``module.py`` was: Python imports it
+    without a source); ``root/code`` keeps its sources, with the bytecode in ``__pycache__``, and the entry
+    point ``main.py`` stays a script."""
     if sys.version_info[:2] != tuple(int(x) for x in PYTHON_VERSION.split(".")):
         raise PackagingError(
             f"the runtime's bytecode must be compiled by Python {PYTHON_VERSION}, not {platform.python_version()}"
         )
-    cmd = [sys.executable, "-m", "compileall", "-q", "-j", "0", "-s", str(root), "-p", "/"]
-    cmd += ["--invalidation-mode", "unchecked-hash", str(root)]
+    folders = sorted({code, *(name.split("/")[0] for name in SHARED_FILES)})  # ours: the agent's and the shared
+    ours = f"^{re.escape(str(root))}/({'|'.join(re.escape(f) + '/' for f in folders)}|main\\.py$)"
+    common = ["-q", "-j", "0", "-s", str(root), "-p", "/", "--invalidation-mode", "unchecked-hash"]
+    _compileall([*common, "-b", "-x", ours, str(root)])  # the dependencies, beside their sources
+    _compileall([*common, *(str(root / f) for f in folders)])
+    for source in root.rglob("*.py"):
+        if source.with_suffix(".pyc").is_file():  # a dependency's module, compiled beside it
+            source.unlink()
+
+
+def _compileall(args: list[str]) -> None:
+    cmd = [sys.executable, "-m", "compileall", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -178,7 +206,8 @@ def compile_bytecode(root: Path) -> None:
 
 def build_package(source: Path, dependencies: Path, output: Path) -> None:
     """Lay out the package in ``output``: the dependencies less ``EXCLUDED`` at the root, the code under
-    ``agent/``, ``main.py``, then bytecode for every module."""
+    ``agent/``, the shared modules (``SHARED_FILES``), ``main.py``, then bytecode for every module; fails if it is
+    over AgentCore's size limit."""
     output.mkdir(parents=True, exist_ok=True)
     for path in sorted(dependencies.rglob("*")):
         relative = path.relative_to(dependencies).as_posix()
@@ -189,9 +218,18 @@ def build_package(source: Path, dependencies: Path, output: Path) -> None:
         dest = output / source.name / f.relative_to(source)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)
+    for name in SHARED_FILES:
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, output / name)
     (output / "main.py").write_text(MAIN_PY)
     (output / "main.py").chmod(0o755)
-    compile_bytecode(output)
+    compile_bytecode(output, source.name)
+    size = package_size(output)
+    if size > MAX_UNPACKED_BYTES:
+        raise PackagingError(
+            f"the agent package is {size / 1e6:.1f} MB unpacked, over AgentCore's {MAX_UNPACKED_BYTES / 1e6:.0f} MB "
+            f"limit: leave out what no runtime import reaches (EXCLUDED in {Path(__file__).name})"
+        )
 
 
 def ensure_package(source: Path, dependencies: Path, platforms: tuple[str, ...] = PLATFORMS) -> Path:
@@ -221,13 +259,38 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True, copy_function=_link_or_copy)
 
 
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no build time in the archive
+
+
+def ensure_archive(package: Path) -> Path:
+    """``package`` as a zip beside it (``package-<hash>.zip``), built once: the asset CDK stages and uploads as
+    it is, so a synth links one file into cdk.out instead of thousands. Deterministic: sorted entries, a fixed
+    date, Unix modes (executables stay executable), the same compression."""
+    done = package.with_name(f"{package.name}.zip")
+    if done.is_file():
+        return done
+    partial = done.with_name(f"{done.name}.partial-{os.getpid()}")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(p for p in package.rglob("*") if p.is_file()):
+                info = zipfile.ZipInfo(path.relative_to(package).as_posix(), date_time=_ZIP_TIME)
+                info.create_system = 3  # Unix, so that unzip applies the modes below
+                info.external_attr = (0o100755 if os.access(path, os.X_OK) else 0o100644) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, path.read_bytes())
+        partial.rename(done)  # atomic: a zip under its final name is always complete
+    finally:
+        partial.unlink(missing_ok=True)
+    return done
+
+
 @jsii.implements(ILocalBundling)
 class _LocalLayout:
-    def __init__(self, package: Path):
-        self.package = package
+    def __init__(self, archive: Path):
+        self.archive = archive
 
     def try_bundle(self, output_dir: str, *_args: Any, **_options: Any) -> bool:  # jsii passes the options
-        _link_tree(self.package, Path(output_dir))
+        _link_or_copy(str(self.archive), str(Path(output_dir) / self.archive.name))
         return True  # never falls back to Docker
 
 
@@ -248,13 +311,8 @@ def agent_code_artifact(
     """The AgentCore code artifact (S3 zip asset) of ``source``, bundled locally with pip for linux/arm64."""
     requirements = requirements or source / "requirements.txt"
     dependencies = ensure_dependencies(requirements, constraints=constraints)  # cached; pip only on a miss
-    package = ensure_package(source, dependencies)  # cached; laid out and compiled only on a miss
-    size = package_size(package)
-    if size > MAX_UNPACKED_BYTES:
-        raise PackagingError(
-            f"the agent package is {size / 1e6:.1f} MB unpacked, over AgentCore's {MAX_UNPACKED_BYTES / 1e6:.0f} MB "
-            f"limit: leave out what no runtime import reaches (EXCLUDED in {Path(__file__).name})"
-        )
+    package = ensure_package(source, dependencies)  # cached; laid out, compiled and size-checked only on a miss
+    archive = ensure_archive(package)  # cached; zipped once per package
     return agentcore.AgentRuntimeArtifact.from_code_asset(
         path=str(source),
         runtime=RUNTIME,
@@ -263,7 +321,8 @@ def agent_code_artifact(
         bundling=BundlingOptions(
             # Required by the API, never run: the local layout always succeeds.
             image=DockerImage.from_registry("local-bundling-only"),
-            local=_LocalLayout(package),
+            local=_LocalLayout(archive),
+            output_type=BundlingOutput.ARCHIVED,  # the zip is the asset, uploaded as it is
         ),
     )
 

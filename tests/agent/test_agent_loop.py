@@ -11,6 +11,7 @@ from agent.models import parse_request
 from agent.patients import PatientStore
 from local.aws import client
 from local.scripted_model import TOOL_ORDER, text_of
+from training.clinical import SUPER_PROMPT
 
 CASE = {
     "case": {
@@ -72,7 +73,7 @@ def test_agent_runs_the_three_tools_the_model_calls_in_order_and_returns_their_r
     assert all(s["adapter"] == "clinical-lora" for s in seen)
     assert all(b["stream"] is streaming for b in agent_calls)
     assert {(b["max_tokens"], b["temperature"]) for b in agent_calls + diagnose_calls} == {(256, 0.1)}
-    assert diagnose_calls[0]["messages"][0]["content"].startswith("You are a board-certified internist")
+    assert diagnose_calls[0]["messages"][0]["content"] == SUPER_PROMPT  # the instruction the adapter was trained on
     # the record read by the agent reached the diagnosis
     assert '"patient_id": "P-000007"' in diagnose_calls[0]["messages"][1]["content"]
 
@@ -105,7 +106,7 @@ def test_app_stores_the_report_when_the_model_calls_no_tools(make_runtime, model
     report = s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read().decode()
     assert report.startswith("# Diagnostic report - P-000008")
     assert "Synthetic patient" in report and "crushing chest pain" in report
-    assert "Known conditions:" in report  # the app read the record for the case summary
+    assert "-year-old " in report  # the app read the record (age, sex) for the case summary
     assert len(model_log.get(plain_model)) == 2  # the agent's turn, then the app's diagnose call
 
 

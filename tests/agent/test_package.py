@@ -25,6 +25,9 @@ MUST_BE_ABSENT = [
     "mlflow/store/db_migrations",
     "botocore/data/ec2",
     "botocore/data/bedrock-runtime",
+    "cryptography",
+    "cffi",
+    "pycparser",
 ]
 MUST_BE_PRESENT = ["agent/app.py", "main.py", "bin/opentelemetry-instrument", "botocore/data/sagemaker-runtime"]
 
@@ -45,15 +48,22 @@ def test_package_ships_no_stubs_tests_or_unreached_code(arm64_package):
 
 
 def test_every_module_has_unchecked_hash_bytecode_for_python_311(arm64_package):
-    sources = list(arm64_package.rglob("*.py"))
-    assert len(sources) > 1000
+    """The agent's code: sources with bytecode in __pycache__; the dependencies: bytecode only, where the
+    source was (Python imports it without a source); the entry point stays a script."""
+    agent = arm64_package / "agent"
+    shared = [arm64_package / name for name in pkg.SHARED_FILES]  # the prompt-format module, shipped as ours
+    sources = [*agent.rglob("*.py"), *shared]
+    assert sources and sorted(p for p in arm64_package.rglob("*.py") if not p.is_relative_to(agent)) == sorted(
+        [arm64_package / "main.py", *shared]
+    )
     for source in sources:
         pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
         assert pyc.is_file(), f"no bytecode for {source.relative_to(arm64_package)}"
-    header = (arm64_package / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes()[:8]
-    assert (
-        header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01
-    )  # hash, unchecked
+    sourceless = list(arm64_package.rglob("*.pyc"))
+    assert len(sourceless) > 1000 and not (arm64_package / "main.pyc").exists()
+    for pyc in [agent / "__pycache__" / "app.cpython-311.pyc", arm64_package / "strands" / "agent" / "agent.pyc"]:
+        header = pyc.read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01  # unchecked
 
 
 def test_two_builds_are_byte_identical(arm64_package, tmp_path):
@@ -87,9 +97,11 @@ def test_exporters_pure_python_parts_are_shipped_and_load(arm64_package):
         "agent/telemetry",
     ]
     for module in modules:
-        source = arm64_package / f"{module}.py"
-        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
-        assert source.is_file(), module
+        if module.startswith("agent/"):
+            pyc = arm64_package / "agent" / "__pycache__" / f"{Path(module).name}.cpython-311.pyc"
+        else:
+            pyc = arm64_package / f"{module}.pyc"
+        assert pyc.is_file(), module
         code = marshal.loads(pyc.read_bytes()[16:])
         assert code.co_filename.endswith(f"{module}.py")
     entry_points = "\n".join(p.read_text() for p in arm64_package.glob("*.dist-info/entry_points.txt"))

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -432,14 +433,17 @@ def test_runtime_runs_the_code_package_on_python_311(templates, env):
 
 
 def test_the_staged_package_holds_the_agent_main_py_and_arm64_dependencies(templates, assembly_dir):
+    """The asset is the cached zip, staged as one file and uploaded as it is (``<hash>.zip``)."""
     prefix = code_configuration(templates["prod"])["Code"]["S3"]["Prefix"]
-    staged = assembly_dir / f"asset.{prefix.removesuffix('.zip')}"
-    assert (staged / "main.py").read_text() == pkg.MAIN_PY
-    assert (staged / "agent" / "app.py").read_bytes() == (pkg.AGENT_DIR / "app.py").read_bytes()
-    assert (staged / "agent" / "__pycache__" / "app.cpython-311.pyc").is_file()  # bytecode ships (issue 20)
-    assert (staged / "bedrock_agentcore").is_dir() and (staged / "strands").is_dir()
-    native = list(staged.glob("pydantic_core/_pydantic_core*.so"))
-    assert native and all("aarch64" in p.name for p in native)
+    with zipfile.ZipFile(assembly_dir / f"asset.{prefix}") as staged:
+        names = set(staged.namelist())
+        assert staged.read("main.py").decode() == pkg.MAIN_PY
+        assert staged.getinfo("main.py").external_attr >> 16 == 0o100755  # opentelemetry-instrument runs it
+        assert staged.read("agent/app.py") == (pkg.AGENT_DIR / "app.py").read_bytes()
+    assert "agent/__pycache__/app.cpython-311.pyc" in names  # bytecode ships (issue 20)
+    assert "bedrock_agentcore/__init__.pyc" in names and "strands/__init__.pyc" in names
+    native = [n for n in names if n.startswith("pydantic_core/_pydantic_core") and n.endswith(".so")]
+    assert native and all("aarch64" in n for n in native)
 
 
 # --- the package builder -------------------------------------------------------------------------
@@ -531,12 +535,36 @@ def test_package_layout_starts_the_agent_app_on_all_interfaces_port_8080(source,
     deps = pkg.ensure_dependencies(source.requirements, constraints=None, cache=source.cache, run=_fake_pip([]))
     out = tmp_path / "out"
     pkg.build_package(source.code, deps, out)
-    assert (out / "fakedep" / "__init__.py").is_file() and (out / "agent" / "app.py").is_file()
+    assert (out / "fakedep" / "__init__.pyc").is_file() and (out / "agent" / "app.py").is_file()  # deps: bytecode
+    assert not (out / "fakedep" / "__init__.py").exists()
     assert (out / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes() != b"stale"  # compiled anew
     # The zip root is the working directory: `python main.py` imports the agent package and calls its main.
     proc = subprocess.run([sys.executable, "main.py"], cwd=out, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "--host 0.0.0.0 --port 8080"
+
+
+def test_a_package_over_agentcores_size_limit_fails_its_build_with_the_size(source, tmp_path, monkeypatch):
+    deps = pkg.ensure_dependencies(source.requirements, constraints=None, cache=source.cache, run=_fake_pip([]))
+    monkeypatch.setattr(pkg, "MAX_UNPACKED_BYTES", 10)
+    with pytest.raises(pkg.PackagingError, match=r"MB unpacked, over AgentCore's 0 MB limit"):
+        pkg.ensure_package(source.code, deps)
+    assert not list(deps.parent.glob("package-*"))  # nothing cached: the next synth checks again
+
+
+def test_the_package_zip_is_deterministic_and_keeps_executables_executable(source, tmp_path):
+    deps = pkg.ensure_dependencies(source.requirements, constraints=None, cache=source.cache, run=_fake_pip([]))
+    zips = []
+    for name in ("one", "two"):
+        pkg.build_package(source.code, deps, tmp_path / name / "package-x")
+        zips.append(pkg.ensure_archive(tmp_path / name / "package-x"))
+    assert zips[0].read_bytes() == zips[1].read_bytes()
+    with zipfile.ZipFile(zips[0]) as archive:
+        archive.extractall(tmp_path / "unzipped")
+        modes = {i.filename: i.external_attr >> 16 for i in archive.infolist()}
+    assert modes["main.py"] == 0o100755 and modes["agent/app.py"] == 0o100644
+    proc = subprocess.run([sys.executable, "main.py"], cwd=tmp_path / "unzipped", capture_output=True, text=True)
+    assert proc.stdout.strip() == "--host 0.0.0.0 --port 8080", proc.stderr
 
 
 def test_generated_entrypoint_passes_flags_the_real_agent_app_accepts(monkeypatch, capsys):

@@ -4,6 +4,7 @@ deploy without a Docker daemon stops with a clear message before anything is syn
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -78,3 +79,50 @@ def test_the_committed_execution_policy_is_generated_from_the_templates(stages, 
 )
 def test_each_resource_type_maps_to_its_service_prefix(kind, expected):
     assert exec_policy.actions_for({"Resources": {"R": {"Type": kind}}}) == {expected}
+
+
+def _fake_cdk(tmp_path: Path) -> Path:
+    cdk = tmp_path / "cdk"
+    cdk.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "argv"}\n')
+    cdk.chmod(0o755)
+    return cdk
+
+
+def test_watch_hotswaps_the_development_agent_stack_alone(tmp_path):
+    proc = run("make", "--no-print-directory", "watch", "ENV=dev", f"CDK={_fake_cdk(tmp_path)}")
+    assert proc.returncode == 0, proc.stderr
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv == ["watch", "--hotswap-fallback", "--exclusively", "Dev/Agent", "-c", "environments=dev"]
+
+
+def test_watch_refuses_an_environment_outside_the_development_tier(tmp_path):
+    proc = run("make", "--no-print-directory", "watch", "ENV=prod", f"CDK={_fake_cdk(tmp_path)}")
+    assert proc.returncode != 0 and "development tier only (prod is production)" in proc.stderr
+    assert not (tmp_path / "argv").exists()  # the CLI never started
+
+
+def test_watch_reacts_to_the_agents_code_and_the_app_but_not_to_tests_docs_or_caches():
+    """cdk.json's "watch" globs (the CLI's include/exclude): every file the agent package is built from counts."""
+    from stacks.constructs.agent_package import AGENT_DIR
+    from stacks.constructs.bundle_files import bundle_files
+
+    watch = json.loads((ROOT / "cdk.json").read_text())["watch"]
+
+    def watched(path: str) -> bool:
+        def hit(patterns: list[str]) -> bool:
+            return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.removesuffix("/**")) for p in patterns)
+
+        return hit(watch["include"]) and not hit(watch["exclude"])
+
+    code = [f.relative_to(ROOT).as_posix() for f in bundle_files(AGENT_DIR)]
+    assert code and all(watched(f) for f in code if f != "agent/README.md")
+    assert all(watched(f) for f in ("app.py", "stacks/agent_stack.py", "config/dev.yaml", "constraints.txt"))
+    for ignored in (
+        "tests/agent/test_app.py",
+        "docs/architecture.md",
+        "agent/__pycache__/app.cpython-311.pyc",
+        "bench/synth.py",
+        "baselines/Dev/Dev-Agent.template.json",
+        "agent/.mypy_cache/x.json",
+    ):
+        assert not watched(ignored), ignored

@@ -207,3 +207,65 @@ def test_content_key_ignores_id_and_whitespace(raw_dir):
     record = _good(raw_dir)
     twin = {**record, "id": "other", "chief_complaint": "  " + record["chief_complaint"].upper() + " "}
     assert content_key(record) == content_key(twin)
+
+
+def test_vitals_are_optional_one_by_one_and_blood_pressure_comes_as_a_pair(raw_dir):
+    record = _good(raw_dir)
+    record["vitals"] = {"temperature_c": 38.5, "heart_rate": 98}
+    assert validate_record(record) == []
+    assert "Vitals: Temperature 38.5 °C, heart rate 98/min\n" in to_example(record)["messages"][1]["content"]
+    record["vitals"] = {"systolic_bp": 120}
+    assert "vitals: systolic_bp and diastolic_bp come as a pair" in validate_record(record)
+    record["vitals"] = {}
+    assert "Vitals: not recorded\n" in to_example(record)["messages"][1]["content"]
+
+
+AGENT_SPEC = {
+    "system_prompt": "You are the clinical agent.",
+    "tools": [
+        {"type": "function", "function": {"name": n, "description": "d", "parameters": {"type": "object"}}}
+        for n in ("get_patient_record", "diagnose", "upload_diagnostic_report")
+    ],
+}
+
+
+def test_the_corpus_holds_agent_conversations_and_cases_never_answered_with_their_own_assessment(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(AGENT_SPEC))
+    args = [program("generate.py"), "--corpus", "--agent-spec", str(spec), "--count", "40", "--seed", "3"]
+    run([*args, "--output", str(tmp_path / "a.jsonl")])
+    run([*args, "--output", str(tmp_path / "b.jsonl")])
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    docs = _records(tmp_path / "a.jsonl")
+    agents = [d for d in docs if d["kind"] == "agent"]
+    unpaired = [d for d in docs if d["kind"] == "unpaired"]
+    assert len(agents) == len(unpaired) == 40
+    for d in agents:
+        assert d["tools"] == AGENT_SPEC["tools"] and d["messages"][0]["content"] == AGENT_SPEC["system_prompt"]
+        calls = [m["tool_calls"][0]["function"] for m in d["messages"] if m.get("tool_calls")]
+        assert [c["name"] for c in calls] == ["get_patient_record", "diagnose", "upload_diagnostic_report"]
+        patient = calls[0]["arguments"]["patient_id"]
+        assert f"Patient {patient} presents with:" in d["messages"][1]["content"]
+        assert calls[2]["arguments"]["patient_id"] == patient
+        assessment = d["messages"][5]["content"]  # what diagnose answered goes into the report and the answer
+        assert calls[2]["arguments"]["report"].endswith(assessment + "\n")
+        assert d["messages"][-1]["content"].startswith(assessment.splitlines()[-1])
+    # the base model reads cases and assessments, but (almost) never a case with its own diagnosis
+    matching = sum(
+        extract_diagnosis(d["messages"][2]["content"]) in d["messages"][1]["content"].lower() for d in unpaired
+    )
+    assert all(d["messages"][0]["content"] == SUPER_PROMPT for d in unpaired)
+    assert matching < len(unpaired) / 2
+
+
+def test_the_corpus_needs_the_agent_spec_and_names_what_is_missing(tmp_path):
+    proc = run([program("generate.py"), "--corpus", "--output", str(tmp_path / "c.jsonl")], check=False)
+    assert proc.returncode == 2 and "--corpus and --agent-spec go together" in proc.stderr
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**AGENT_SPEC, "tools": AGENT_SPEC["tools"][:1]}))
+    proc = run(
+        [program("generate.py"), "--corpus", "--agent-spec", str(spec), "--output", str(tmp_path / "c.jsonl")],
+        check=False,
+    )
+    assert proc.returncode != 0 and "missing: diagnose, upload_diagnostic_report" in proc.stderr
+    assert not (tmp_path / "c.jsonl").exists()

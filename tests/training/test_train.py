@@ -27,6 +27,13 @@ def test_training_writes_the_adapter_and_the_loss_falls(trained):
     assert config["r"] == 8 and config["lora_alpha"] == 16 and set(config["target_modules"]) == {"q_proj", "v_proj"}
     assert json.loads((trained.output_dir / "train_summary.json").read_text()) == s
     assert (trained.checkpoint_dir / "checkpoint-40" / "trainer_state.json").is_file()
+    # progress at every logging step (5): step, loss, the time left (what the demo shows during the fine-tune)
+    progress = [
+        json.loads(line.split(" ", 1)[1]) for line in trained.stdout.splitlines() if line.startswith("TRAIN_PROGRESS ")
+    ]
+    assert [p["step"] for p in progress] == list(range(5, 41, 5))
+    assert all(p["max_steps"] == 40 and p["loss"] > 0 and p["remaining_s"] >= 0 for p in progress)
+    assert progress[-1]["remaining_s"] == 0
 
 
 def test_the_adapter_reloads_and_changes_the_outputs_and_the_merged_model_matches(trained, tiny_base):
