@@ -8,12 +8,8 @@ use the environment key for those two, and write its logs and traces.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from aws_cdk import ArnFormat, CfnOutput, Stack, Token
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_bedrockagentcore as agentcore
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -23,7 +19,10 @@ from agent.patients import SEED_PATIENT, synthetic_patients
 from stacks import compliance
 from stacks.constructs.agent_package import agent_code_artifact
 from stacks.constructs.log_group import encrypted_log_group
+from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.patient_table import SeedItems, patient_table
+from stacks.inference_stack import InferenceStack
+from stacks.network_stack import NetworkStack
 from stacks.settings import EnvironmentSettings
 
 ENDPOINT_NAME = "live"  # the runtime endpoint this stack manages; it follows the deployed runtime version
@@ -57,17 +56,17 @@ class AgentStack(Stack):
         settings: EnvironmentSettings,
         key: kms.IKey,
         reports_bucket: s3.IBucket,
-        endpoint_name: str,
-        inference_component: str,
-        mlflow_tracking_uri: str | None = None,
-        grant_mlflow: Callable[[iam.IGrantable], Any] | None = None,
-        vpc: ec2.IVpc | None = None,
-        subnets: ec2.SubnetSelection | None = None,
-        security_group: ec2.ISecurityGroup | None = None,
+        inference: InferenceStack,
+        mlflow: Mlflow,
+        network: NetworkStack | None,
         **kwargs,
     ) -> None:
+        """``inference``: the endpoint the agent calls (its component: ``settings.agent_component``, declared there);
+        ``mlflow``: where traces go; ``network``: where the runtime and the seeding run (None: public network)."""
         super().__init__(scope, id, **kwargs)
         agent = settings.agent
+        inference_component = settings.agent_component
+        vpc, subnets = (network.vpc, network.subnets) if network else (None, None)
         self.table = patient_table(
             self, "Patients", table_name=f"{agent.patient_table}-{settings.name}", key=key, destroy=settings.destroy
         )
@@ -91,7 +90,7 @@ class AgentStack(Stack):
 
         environment = {
             "AWS_REGION": self.region,
-            "SAGEMAKER_ENDPOINT_NAME": endpoint_name,
+            "SAGEMAKER_ENDPOINT_NAME": inference.endpoint_name,
             "SAGEMAKER_INFERENCE_COMPONENT": inference_component,
             "MODEL_MAX_TOKENS": str(agent.max_tokens),
             "MODEL_TEMPERATURE": str(agent.temperature),
@@ -101,9 +100,8 @@ class AgentStack(Stack):
             "RECORD_PROMPTS": str(agent.record_prompts).lower(),
             "MLFLOW_EXPERIMENT_NAME": settings.mlflow.experiment,
             **observability_environment(record_prompts=agent.record_prompts),
+            "MLFLOW_TRACKING_URI": mlflow.tracking_uri,
         }
-        if mlflow_tracking_uri:
-            environment["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
 
         self.runtime = agentcore.Runtime(
             self,
@@ -114,9 +112,9 @@ class AgentStack(Stack):
             authorizer_configuration=agentcore.RuntimeAuthorizerConfiguration.using_iam(),
             network_configuration=(
                 agentcore.RuntimeNetworkConfiguration.using_vpc(
-                    self, vpc=vpc, vpc_subnets=subnets, security_groups=[security_group] if security_group else None
+                    self, vpc=network.vpc, vpc_subnets=network.subnets, security_groups=[network.agent_sg]
                 )
-                if vpc is not None
+                if network is not None
                 else agentcore.RuntimeNetworkConfiguration.using_public_network()
             ),
             environment_variables=environment,
@@ -134,20 +132,13 @@ class AgentStack(Stack):
                 name=f"/aws/bedrock-agentcore/runtimes/{self.runtime.agent_runtime_id}-{endpoint}",
             )
 
+        inference.grant_invoke(self.runtime, [inference_component])  # the agent's model only
         self._grant(
-            endpoint_name=endpoint_name,
-            inference_component=inference_component,
             table_arn=self.table.table_arn,
             reports=reports_bucket.arn_for_objects(f"{REPORTS_PREFIX}*"),
             key=key,
         )
-        if grant_mlflow is not None:  # exactly what the MLflow kind needs, and its artifact prefix
-            grant_mlflow(self.runtime)
-            compliance.acknowledge_wildcards(
-                self.runtime.role,
-                compliance.AGENT_MLFLOW_ARTIFACTS,
-                f"Resource::*/{settings.mlflow.artifact_prefix.strip('/')}/[*]",
-            )
+        mlflow.grant_use(self.runtime)  # exactly what the MLflow kind needs, and its artifact prefix
 
         for name, value in {
             "RuntimeArn": self.runtime.agent_runtime_arn,
@@ -162,33 +153,8 @@ class AgentStack(Stack):
             self, id, key=key, retention_days=settings.log_retention_days, destroy=settings.destroy, name=name
         )
 
-    def _grant(
-        self,
-        *,
-        endpoint_name: str,
-        inference_component: str,
-        table_arn: str,
-        reports: str,
-        key: kms.IKey,
-    ) -> None:
-        def sagemaker_arn(resource: str, name: str) -> str:
-            # SageMaker lower-cases names in its ARNs.
-            return self.format_arn(
-                service="sagemaker",
-                resource=resource,
-                resource_name=name if Token.is_unresolved(name) else name.lower(),
-                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-            )
-
+    def _grant(self, *, table_arn: str, reports: str, key: kms.IKey) -> None:
         statements = [
-            iam.PolicyStatement(
-                sid="InvokeAgentModel",
-                actions=["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
-                resources=[
-                    sagemaker_arn("endpoint", endpoint_name),
-                    sagemaker_arn("inference-component", inference_component),
-                ],
-            ),
             iam.PolicyStatement(
                 sid="ReadPatients", actions=["dynamodb:GetItem", "dynamodb:Query"], resources=[table_arn]
             ),

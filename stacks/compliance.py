@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import jsii
 from aws_cdk import Acknowledgment, App, IPolicyValidationContext, PolicyValidationPluginReport, Stage, Validations
+from aws_cdk.aws_iam import IGrantable
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NagPack
-from constructs import IConstruct, IValidation
+from constructs import Construct, IConstruct, IValidation
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,14 @@ def acknowledge_wildcards(construct: IConstruct, reason: str, *patterns: str, re
     construct.node.add_validation(_WildcardAcks(construct, reason, patterns, resources))
 
 
+def acknowledge_grant(grantable: IGrantable, reason: str, *patterns: str, resources: tuple[str, ...] = ()) -> None:
+    """:func:`acknowledge_wildcards` on the role a grant went to (the grantee's principal), called by the helper that
+    makes the grant, beside it. A principal that is no construct (an account) has no policy here to acknowledge."""
+    principal = grantable.grant_principal
+    if isinstance(principal, Construct):
+        acknowledge_wildcards(principal, reason, *patterns, resources=resources)
+
+
 def iam5_findings(policy_document: dict) -> list[str]:
     """cdk-nag's IAM5 findings of a resolved policy document: 'Action::<a>' and 'Resource::<flattened>'."""
     found: dict[str, None] = {}
@@ -220,25 +229,34 @@ class _WildcardAcks:
         return []
 
 
-MLFLOW_ROLE = (
-    "The MLflow service role's wildcards are the object keys under its own artifact prefix; listing is "
-    "conditioned on that prefix and KMS is Decrypt/GenerateDataKey on the environment's key."
+# Acknowledged by the grant helpers that make them (stacks/constructs/prefix_grants.py, ModelRegistry,
+# NetworkStack.grant_network_interfaces), on whichever role receives the grant.
+PREFIX_OBJECTS = (
+    "Objects under one key prefix of one bucket (grant_prefix): their keys are named at run time; listing is "
+    "conditioned on that prefix and the key is used through S3 only. The MLflow client writes artifacts straight to "
+    "its artifact store, hence the MLflow artifact prefix for every role that logs to MLflow."
+)
+
+GROUP_VERSIONS = (
+    "The versions of this environment's one model package group (model-package/<group>/<version>): created at run "
+    "time by the pipeline's register step."
+)
+
+NETWORK_INTERFACES = (
+    "A SageMaker workload's network interfaces (network-interface/*, named when created) are limited to the "
+    "environment's VPC and its subnets by ec2:Vpc and ec2:Subnet conditions; ec2:Describe* have no resource-level "
+    "permissions."
 )
 
 PIPELINE_ROLE = (
-    "Wildcards only where resources are named at run time or IAM has nothing narrower: object keys under the "
-    "datasets and base-weights prefixes (read), the pipeline's output and checkpoint prefixes and the MLflow "
-    "artifact prefix (write; the MLflow client writes artifacts straight to S3); processing-job/pipelines-* and "
-    "training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the "
-    "versions of this environment's one model package group; the streams of the SageMaker job log groups (':*'); "
-    "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (namespace condition /aws/sagemaker/*) and ec2:Describe* "
-    "have no resource-level permissions; the jobs' network interfaces (network-interface/*, named when created) are "
-    "limited to the environment's VPC and the jobs' subnets by ec2:Vpc and ec2:Subnet conditions."
+    "Wildcards only where resources are named at run time or IAM has nothing narrower: processing-job/pipelines-* "
+    "and training-job/pipelines-* (SageMaker Pipelines names each job 'pipelines-<execution>-<step>-...'); the "
+    "streams of the SageMaker job log groups (':*'); ecr:GetAuthorizationToken and cloudwatch:PutMetricData "
+    "(namespace condition /aws/sagemaker/*) have no resource-level permissions."
 )
 
 PIN_READER_ROLE = (
-    "The delivery pipeline's registry reader: the versions of this environment's one model package group (created at "
-    "run time, model-package/<group>/<version>); sagemaker:ListModelPackages, a list action with no resource-level "
+    "The delivery pipeline's registry reader: sagemaker:ListModelPackages, a list action with no resource-level "
     "permissions; the adapter archives the pipeline's FineTune step writes under its own output prefix (read only)."
 )
 
@@ -279,8 +297,8 @@ ADAPTER_COPY_ROLE = "Lambda's network-interface actions in the VPC have no resou
 ENDPOINT_ROLE_WILDCARDS = (
     "Wildcards only where IAM offers nothing narrower: objects under each model's weight prefix and this "
     "environment's verified copies of the pinned adapter archives (adapters/<sha256>.tar.gz); "
-    "ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a namespace condition) and ec2:Describe* have no "
-    "resource-level permissions; network interfaces are limited to the environment's VPC by an ec2:Vpc condition."
+    "ecr:GetAuthorizationToken and cloudwatch:PutMetricData (limited by a namespace condition) have no "
+    "resource-level permissions."
 )
 
 ENDPOINT_CONFIG = (
@@ -370,11 +388,6 @@ def agent_runtime_role(stack) -> tuple[Ack, ...]:
         ),
     )
 
-
-AGENT_MLFLOW_ARTIFACTS = (
-    "Traces and their artifacts: the MLflow client writes artifacts straight to the artifact store, objects under the "
-    "MLflow artifact prefix only (Mlflow.grant_use)."
-)
 
 AGENT_REPORTS_PREFIX = (
     "The agent writes one object per report under reports/<patient id>/<timestamp>.md: PutObject only, on that "

@@ -27,7 +27,7 @@ from constructs import Construct
 from stacks import compliance
 from stacks.constructs.asset_roles import scope_asset_build_grants
 from stacks.constructs.log_group import allow_log_groups, encrypted_log_group
-from stacks.constructs.promotion import ApprovalTrigger, pin_reader_role_name
+from stacks.constructs.promotion import ApprovalTrigger, pin_reader_role_arn
 from stacks.constructs.removal import removal_policy
 from stacks.constructs.secure_bucket import access_log_bucket, secure_bucket
 from stacks.settings import LOCK_FILE, DeliverySettings, EnvironmentSettings
@@ -265,10 +265,7 @@ class DeliveryStack(Stack):
     ) -> pipelines.CodeBuildStep:
         """The highest approved version of the registry of record, written as the pin (docs/promotion.md): run as the
         registry account's reader role, which may read the group's versions and their adapter archives only."""
-        role = (
-            f"arn:{self.partition}:iam::{registry.account}:role/"
-            f"{pin_reader_role_name(registry.registry.model_package_group)}"
-        )
+        role = pin_reader_role_arn(self.partition, registry.account, registry.registry.model_package_group)
         return pipelines.CodeBuildStep(
             "ResolvePin",
             input=source,

@@ -38,7 +38,7 @@ INVOKE_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithRespo
 
 class InferenceStack(Stack):
     """For other stacks: ``endpoint_name``, ``endpoint_arn``, ``base_component_names`` (model → component),
-    ``component_names``, ``component_arn(name)``, ``grant_invoke(grantable)``, ``alarm_topic``."""
+    ``component_names``, ``component_arn(name)``, ``grant_invoke(grantable, components)``, ``alarm_topic``."""
 
     def __init__(
         self,
@@ -73,7 +73,7 @@ class InferenceStack(Stack):
             log_group(f"{m.name}Logs", f"/aws/sagemaker/InferenceComponents/{m.name}") for m in inf.models
         ]
 
-        subnet_ids = network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids if network else []
+        subnet_ids = network.subnet_ids if network else []
         security_group_ids = [network.endpoint_sg.security_group_id] if network else []
         image = SglangImage(self, "Image")
         self.role = endpoint_execution_role(
@@ -93,10 +93,9 @@ class InferenceStack(Stack):
             # The environment's own copies of the pinned archives (content-addressed), and the configured adapters.
             archive_patterns=([f"{ADAPTER_PREFIX}*.tar.gz"] if pins else []) + [a.artifact_key for a in inf.adapters],
             log_groups=log_groups,
-            vpc=network.vpc if network else None,
-            subnet_ids=subnet_ids,
-            security_group=network.endpoint_sg if network else None,
         )
+        if network is not None:
+            network.grant_network_interfaces(self.role, network.endpoint_sg, "Endpoint")
         image_uri = image.bind(self.role)
 
         # Network isolation: the SGLang container reads its weights from /opt/ml/model (SageMaker downloads them
@@ -198,11 +197,6 @@ class InferenceStack(Stack):
             subnets=network.subnets if network else None,
             security_group=network.lambda_sg if network else None,
         )
-        compliance.acknowledge(copies.function, *compliance.ADAPTER_COPY_FUNCTION)
-        if network is None:
-            compliance.acknowledge(copies.function, *compliance.ADAPTER_COPY_NO_VPC)
-        else:
-            compliance.acknowledge_wildcards(copies.role, compliance.ADAPTER_COPY_ROLE, "Resource::[*]")
         for pin in pins:
             adapter_component(
                 self,
@@ -221,13 +215,12 @@ class InferenceStack(Stack):
         """An inference component's ARN. It does not contain the endpoint: components are scoped by name."""
         return self.format_arn(service="sagemaker", resource="inference-component", resource_name=name.lower())
 
-    def grant_invoke(self, grantable: iam.IGrantable, components: Iterable[str] | None = None) -> iam.Grant:
-        """InvokeEndpoint(WithResponseStream) on this endpoint and its components (default: all it declares)."""
-        names = list(components) if components is not None else self.component_names
+    def grant_invoke(self, grantable: iam.IGrantable, components: Iterable[str]) -> iam.Grant:
+        """InvokeEndpoint(WithResponseStream) on this endpoint, through ``components`` only (names it declares)."""
         return iam.Grant.add_to_principal(
             grantee=grantable,
             actions=INVOKE_ACTIONS,
-            resource_arns=[self.endpoint_arn, *map(self.component_arn, names)],
+            resource_arns=[self.endpoint_arn, *map(self.component_arn, components)],
         )
 
     # --- monitoring ---------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 reader accounts), the fine-tuning pipeline, and promotion: approvals forwarded to the delivery pipeline's account, and
 the role its ResolvePin step reads the registry with.
 
-Attributes for other stacks: ``mlflow_arn``, ``mlflow_tracking_uri`` (the same ARN: the sagemaker-mlflow plugin takes
-it as tracking URI), ``mlflow`` (``grant_use(grantable)``); where the environment trains: ``pipeline_name``,
-``pipeline_role``, ``model_package_group_name``, ``model_package_group_arn``, ``pin_reader`` (with a tooling account).
+Objects for other stacks: ``mlflow`` (its ``arn`` is also the tracking URI; ``grant_use(grantable)``); where the
+environment trains: ``registry``, ``pipeline`` (its ``role``), ``pin_reader`` (with a tooling account).
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks import compliance
 from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.model_registry import ModelRegistry, model_card_content, package_model_card
 from stacks.constructs.promotion import ApprovalForwarding, PinReader
-from stacks.constructs.training_pipeline import TrainingPipeline
+from stacks.constructs.training_pipeline import JobNetwork, TrainingPipeline
 from stacks.network_stack import NetworkStack
 from stacks.settings import DeliverySettings, EnvironmentSettings, TrainingSettings
 
@@ -49,12 +47,7 @@ class MlopsStack(Stack):
             key=key,
             tracking_server_size=ml.tracking_server_size,
         )
-        compliance.acknowledge_wildcards(
-            self.mlflow.role, compliance.MLFLOW_ROLE, f"Resource::*/{ml.artifact_prefix.strip('/')}/[*]"
-        )
-        self.mlflow_arn = self.mlflow.arn
-        self.mlflow_tracking_uri = self.mlflow.tracking_uri
-        CfnOutput(self, "MlflowArn", value=self.mlflow_arn)
+        CfnOutput(self, "MlflowArn", value=self.mlflow.arn)
         if settings.training is not None:
             self._registry_of_record(settings, settings.training, key, datasets_bucket, artifacts_bucket, network)
             if tooling is not None:
@@ -94,10 +87,7 @@ class MlopsStack(Stack):
             card_status=reg.model_card_status,
             card_content=card,
         )
-        self.model_package_group_name = reg.model_package_group
-        self.model_package_group_arn = self.registry.group_arn
-
-        training_pipeline = TrainingPipeline(
+        self.pipeline = TrainingPipeline(
             self,
             "Pipeline",
             pipeline_name=tr.pipeline_name,
@@ -113,46 +103,17 @@ class MlopsStack(Stack):
             mlflow=self.mlflow,
             mlflow_experiment=ml.experiment,
             model_card_content=package_model_card(card),
-            vpc_id=network.vpc.vpc_id if network else None,
-            subnet_ids=network.vpc.select_subnets(subnet_type=network.subnets.subnet_type).subnet_ids
-            if network
-            else None,
-            security_group_ids=[network.training_sg.security_group_id] if network else None,
+            network=JobNetwork(network.subnet_ids, [network.training_sg.security_group_id]) if network else None,
         )
-        compliance.acknowledge_wildcards(
-            training_pipeline.role,
-            compliance.PIPELINE_ROLE,
-            *(
-                f"Resource::*/{p}/[*]"
-                for p in (
-                    tr.dataset_prefix.strip("/"),
-                    tr.base_weights_prefix.strip("/"),
-                    ml.artifact_prefix.strip("/"),
-                    training_pipeline.output_prefix,
-                    training_pipeline.checkpoint_prefix,
-                )
-            ),
-            "Resource::arn:*:sagemaker:*:processing-job/pipelines-[*]",
-            "Resource::arn:*:sagemaker:*:training-job/pipelines-[*]",
-            self._group_versions(reg.model_package_group),
-            "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
-            "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
-            "Resource::arn:*:ec2:*:network-interface/[*]",
-            "Resource::[*]",
-        )
-        self.pipeline_name = tr.pipeline_name
-        self.pipeline_role = training_pipeline.role
+        if network is not None:
+            network.grant_network_interfaces(self.pipeline.role, network.training_sg, "Jobs")
         for name, value in {
-            "ModelPackageGroupName": self.model_package_group_name,
+            "ModelPackageGroupName": reg.model_package_group,
             "ModelCardName": reg.model_card_name,
-            "PipelineName": self.pipeline_name,
-            "PipelineRoleArn": self.pipeline_role.role_arn,
+            "PipelineName": tr.pipeline_name,
+            "PipelineRoleArn": self.pipeline.role.role_arn,
         }.items():
             CfnOutput(self, name, value=value)
-
-    @staticmethod
-    def _group_versions(group: str) -> str:
-        return f"Resource::arn:*:sagemaker:*:model-package/{group.lower()}/[*]"
 
     def _promotion(
         self, settings: EnvironmentSettings, tooling: DeliverySettings, key: kms.IKey, artifacts_bucket: s3.IBucket
@@ -175,12 +136,5 @@ class MlopsStack(Stack):
             adapter_objects=self.adapter_objects,
             key=key,
             tooling_account=tooling.account,
-        )
-        compliance.acknowledge_wildcards(
-            self.pin_reader.role,
-            compliance.PIN_READER_ROLE,
-            self._group_versions(group),
-            f"Resource::*/{self.adapter_objects.replace('*', '[*]')}",
-            "Resource::[*]",
         )
         CfnOutput(self, "PinReaderRoleArn", value=self.pin_reader.role_arn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -88,6 +89,65 @@ class NetworkStack(Stack):
         self.endpoint_sg = self._security_group("InferenceSg", "SageMaker inference endpoint")
         self.lambda_sg = self._security_group("LambdaSg", "Lambda functions")
         self.agent_sg = self._security_group("AgentSg", "AgentCore runtime")
+
+    @property
+    def subnet_ids(self) -> list[str]:
+        """The private isolated subnets every workload runs in."""
+        return self.vpc.select_subnets(subnet_type=self.subnets.subnet_type).subnet_ids
+
+    def grant_network_interfaces(self, grantee: iam.IGrantable, security_group: ec2.ISecurityGroup, sid: str) -> None:
+        """Let a SageMaker role manage its workload's network interfaces: only in this VPC's subnets, with
+        ``security_group``. ec2:Vpc and ec2:Subnet are the condition keys the EC2 service authorization reference
+        lists for these actions (CreateNetworkInterface has ec2:Vpc but no ec2:Subnet, hence its own statements):
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html. The Describe* calls
+        have no resource-level permissions. ``sid`` prefixes the statements' ids (e.g. ``Jobs``)."""
+
+        def arn(resource: str, name: str) -> str:
+            return self.format_arn(service="ec2", resource=resource, resource_name=name)
+
+        vpc, subnets, interfaces = (
+            arn("vpc", self.vpc.vpc_id),
+            [arn("subnet", s) for s in self.subnet_ids],
+            arn("network-interface", "*"),
+        )
+        for statement in (
+            iam.PolicyStatement(
+                sid=f"{sid}DescribeTheNetwork",
+                actions=[
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeVpcs",
+                ],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid=f"{sid}CreateInterfacesInTheirSubnetsAndGroups",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[*subnets, arn("security-group", security_group.security_group_id)],
+            ),
+            iam.PolicyStatement(
+                sid=f"{sid}CreateInterfacesInTheVpc",
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[interfaces],
+                conditions={"ArnEquals": {"ec2:Vpc": vpc}},
+            ),
+            iam.PolicyStatement(
+                sid=f"{sid}ManageTheirInterfaces",
+                actions=[
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                ],
+                resources=[interfaces],
+                conditions={"ArnEquals": {"ec2:Vpc": vpc, "ec2:Subnet": subnets}},
+            ),
+        ):
+            grantee.grant_principal.add_to_principal_policy(statement)
+        compliance.acknowledge_grant(
+            grantee, compliance.NETWORK_INTERFACES, "Resource::[*]", "Resource::arn:*:ec2:*:network-interface/[*]"
+        )
 
     @property
     def availability_zones(self) -> list[str]:

@@ -59,8 +59,6 @@ def _region(v: str) -> str:
 
 Account = Annotated[str, AfterValidator(_account)]
 Region = Annotated[str, AfterValidator(_region)]
-# SageMaker inference component / endpoint names.
-ResourceName = Annotated[str, Field(max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")]
 
 # Accelerators per SageMaker GPU instance type: derived from the one instance table (stacks/facts.py).
 ACCELERATORS: dict[str, int] = {
@@ -117,14 +115,15 @@ def _retention(days: int) -> int:
 RetentionDays = Annotated[int, AfterValidator(_retention)]
 
 
-def _component_name(v: str) -> str:
+def _sagemaker_name(v: str) -> str:
     if len(v) > 63 or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", v):
         raise ValueError(f"{v!r} is not a SageMaker name: at most 63 letters, digits and inner hyphens")
     return v
 
 
-# Endpoint and inference component names (SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$, at most 63).
-ComponentName = Annotated[str, AfterValidator(_component_name)]
+# Names of SageMaker resources: endpoints, inference components, pipelines, model package groups, model cards, MLflow
+# Apps and tracking servers (each API's pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$, at most 63 characters).
+SageMakerName = Annotated[str, AfterValidator(_sagemaker_name)]
 
 
 class ConfigError(ValueError):
@@ -149,10 +148,17 @@ class DataSettings(_Model):
     access_log_retention_days: int = Field(365, ge=1)
 
 
-# An S3 key prefix of ours: relative, no leading or trailing "/" needed (both are stripped).
-Prefix = Annotated[str, Field(pattern=r"^/?[\w.=-]+(/[\w.=-]+)*/?$")]
-# An S3 key prefix: relative, ends with "/".
-KeyPrefix = Annotated[str, Field(pattern=r"^[\w.=-]+(/[\w.=-]+)*/$")]
+def _key_prefix(v: str) -> str:
+    if not re.fullmatch(r"[\w.=-]+(/[\w.=-]+)*/", v):
+        raise ValueError(
+            f"{v!r} is not an S3 key prefix of ours: relative (no leading '/'), folders of letters, digits and "
+            ". = - _, ending with '/' (e.g. models/llama/)"
+        )
+    return v
+
+
+# An S3 key prefix (a folder of keys): relative, ends with "/", so it never matches a sibling's keys.
+KeyPrefix = Annotated[str, AfterValidator(_key_prefix)]
 # A framework image in ECR, pinned by tag or digest (per region: no synth-time lookups).
 EcrImage = Annotated[
     str, Field(pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
@@ -162,24 +168,24 @@ EcrImage = Annotated[
 class MlflowSettings(_Model):
     # serverless: the MLflow App (no charge when idle, minutes to create); tracking_server: sized, 25-35 min to create.
     kind: Literal["serverless", "tracking_server"] = "serverless"
-    name: ResourceName = "clinical-agent"  # the MLflow App's or tracking server's name
+    name: SageMakerName = "clinical-agent"  # the MLflow App's or tracking server's name
     tracking_server_size: Literal["Small", "Medium", "Large"] = "Small"
     experiment: str = Field("clinical-diagnosis", min_length=1)
-    artifact_prefix: Prefix = "mlflow"  # in the artifacts bucket; the MLflow role may use only this prefix
+    artifact_prefix: KeyPrefix = "mlflow/"  # in the artifacts bucket; the MLflow role may use only this prefix
 
 
 class RegistrySettings(_Model):
     """The model registry of record: only the environment that trains has one (docs/promotion.md)."""
 
-    model_package_group: ResourceName = "clinical-diagnosis-llama"
+    model_package_group: SageMakerName = "clinical-diagnosis-llama"
     # Accounts (e.g. staging and prod) allowed to describe and use the group's packages and copy their adapters.
     reader_accounts: list[Account] = []
-    model_card_name: ResourceName = "clinical-diagnosis-assistant"
+    model_card_name: SageMakerName = "clinical-diagnosis-assistant"
     model_card_status: Literal["Draft", "PendingReview", "Approved", "Archived"] = "Draft"
     risk_rating: Literal["High", "Medium", "Low", "Unknown"] = "High"
     # What an approved version of the group is served as: the pin's adapter component name and its base model
     # (`make pin` and the delivery pipeline write both into config/models.lock.json).
-    adapter: ComponentName = "clinical-lora"
+    adapter: SageMakerName = "clinical-lora"
     adapter_base: str = ""  # an inference.models[].name; default: the first model
 
 
@@ -192,7 +198,7 @@ InstanceType = Annotated[str, AfterValidator(_known_instance_type)]
 
 
 class TrainingSettings(_Model):
-    pipeline_name: ResourceName = "clinical-diagnosis-finetune"
+    pipeline_name: SageMakerName = "clinical-diagnosis-finetune"
     base_model_id: str = "meta-llama/Llama-3.2-3B-Instruct"
     # The PyTorch DLC that containers/training/Dockerfile builds FROM (per region: no synth-time lookups); the
     # training/evaluation dependencies are baked on top, so no job installs anything at start.
@@ -201,10 +207,10 @@ class TrainingSettings(_Model):
     # bucket: the Evaluate step is a processing job, and a processing input cannot accept a model licence
     # (ProcessingS3Input has no ModelAccessConfig), so the pipeline reads a copy staged by `make weights`.
     base_weights_prefix: KeyPrefix = "models/llama-3.2-3b-instruct/"
-    dataset_prefix: Prefix = "clinical/raw"  # in the datasets bucket; the pipeline reads only this prefix
+    dataset_prefix: KeyPrefix = "clinical/raw/"  # in the datasets bucket; the pipeline reads only this prefix
     # Where the pipeline writes its outputs (adapter archives included) in the artifacts bucket (+ /<pipeline_name>).
     output_prefix: KeyPrefix = "pipeline/"
-    checkpoint_prefix: Prefix = "checkpoints"  # in the artifacts bucket (+ /<pipeline_name>)
+    checkpoint_prefix: KeyPrefix = "checkpoints/"  # in the artifacts bucket (+ /<pipeline_name>)
     preprocess_instance_type: InstanceType = "ml.m5.xlarge"
     training_instance_type: InstanceType = "ml.g5.2xlarge"
     training_instance_count: int = Field(1, ge=1)
@@ -234,7 +240,6 @@ class SpeculativeSettings(_Model):
 
     algorithm: str = Field(pattern=r"^[A-Z0-9_]+$")
     draft: str | None = Field(None, pattern=r"^[\w.=-]+(/[\w.=-]+)*$")  # relative to the model data
-    draft_model_id: str | None = None  # where the draft came from (e.g. a Hugging Face id), for the record
     num_steps: int | None = Field(None, ge=1)
     eagle_topk: int | None = Field(None, ge=1)
     num_draft_tokens: int | None = Field(None, ge=2)
@@ -279,7 +284,7 @@ Weights = Annotated[JumpStartWeights | S3Weights, Field(discriminator="source")]
 class ModelSettings(_Model):
     """One base model hosted as an inference component on the shared endpoint."""
 
-    name: ComponentName  # also the inference component's name
+    name: SageMakerName  # also the inference component's name
     model_id: str
     # Where the weights come from (uncompressed, mounted at /opt/ml/model): JumpStart or a staged prefix of ours.
     weights: Weights
@@ -379,7 +384,7 @@ class ModelSettings(_Model):
 class AdapterSettings(_Model):
     """A LoRA adapter hosted as an adapter inference component on a base component."""
 
-    name: ComponentName  # also the inference component's name
+    name: SageMakerName  # also the inference component's name
     base: str  # a ModelSettings.name
     artifact_key: str = Field(pattern=r"^[\w./=-]+\.tar\.gz$")  # key in the artifacts bucket (one .tar.gz)
 
@@ -398,8 +403,8 @@ class AdapterPin(_Model):
     writes the same file with its MLflow registry version (``models:/<name>/<version>``) and a ``file://`` archive,
     which no environment can deploy."""
 
-    name: ComponentName  # the adapter inference component
-    base: ComponentName  # the base component it runs on (an inference.models[].name)
+    name: SageMakerName  # the adapter inference component
+    base: SageMakerName  # the base component it runs on (an inference.models[].name)
     model_package: str = Field(pattern=rf"^({_PACKAGE_ARN}|models:/[\w.-]+/(\d+))$")
     model_package_version: int = Field(ge=1)
     source_uri: str = Field(pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/|file:///)\S+\.tar\.gz$")
@@ -472,7 +477,7 @@ class ModelLock(_Model):
 
 
 class InferenceSettings(_Model):
-    endpoint_name: ComponentName = "clinical-llm"
+    endpoint_name: SageMakerName = "clinical-llm"
     instance_type: str = "ml.g5.2xlarge"
     initial_instance_count: int = Field(1, ge=1)
     min_instance_count: int = Field(0, ge=0)  # 0: the endpoint releases its instances when no copy runs

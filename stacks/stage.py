@@ -81,13 +81,9 @@ class ClinicalAgentStage(Stage):
             settings=settings,
             key=self.data.key,
             reports_bucket=self.data.reports_bucket,
-            endpoint_name=self.inference.endpoint_name,
-            inference_component=settings.agent_component,  # declared in this environment (Inference)
-            mlflow_tracking_uri=self.mlops.mlflow_tracking_uri,
-            grant_mlflow=self.mlops.mlflow.grant_use,
-            vpc=self.network.vpc if self.network else None,
-            subnets=self.network.subnets if self.network else None,
-            security_group=self.network.agent_sg if self.network else None,
+            inference=self.inference,  # the endpoint and the agent's component, declared in this environment
+            mlflow=self.mlops.mlflow,
+            network=self.network,
             description=describe("agent"),
         )
         self.agent.add_stack_dependency(self.inference)  # the endpoint exists before the agent calls it

@@ -24,6 +24,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct, IConstruct
 
+from stacks import compliance
 from stacks.constructs.log_group import encrypted_log_group
 from stacks.constructs.python_bundle import python_function_code
 from stacks.settings import AdapterPin
@@ -157,6 +158,10 @@ class AdapterCopies(Construct):
                 ],
                 ["*"],
             )
+            compliance.acknowledge_wildcards(self.role, compliance.ADAPTER_COPY_ROLE, "Resource::[*]")
+        else:
+            compliance.acknowledge(self.function, *compliance.ADAPTER_COPY_NO_VPC)
+        compliance.acknowledge(self.function, *compliance.ADAPTER_COPY_FUNCTION)
         self.function.node.add_dependency(self.role)  # every permission exists before CloudFormation invokes it
 
     def copy(self, pin: AdapterPin) -> CustomResource:

@@ -3,7 +3,8 @@
 Read the weights (in the artifacts bucket or JumpStart's gated bucket) and adapter archives under their
 prefixes, decrypt ours (through S3 only), pull
 the image (granted by the image itself), write the endpoint's and components' logs, publish
-SageMaker metrics, and, in a VPC, manage the endpoint's network interfaces.
+SageMaker metrics. In a VPC, the network grants it the endpoint's network interfaces
+(NetworkStack.grant_network_interfaces).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Stack
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -22,19 +22,6 @@ from stacks import compliance
 
 # Namespaces SageMaker publishes endpoint and inference component metrics to with this role.
 METRIC_NAMESPACES = ["/aws/sagemaker/Endpoints", "/aws/sagemaker/InferenceComponents"]
-EC2_DESCRIBE = [
-    "ec2:DescribeDhcpOptions",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSecurityGroups",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeVpcs",
-]
-ENI_ACTIONS = [
-    "ec2:CreateNetworkInterface",
-    "ec2:CreateNetworkInterfacePermission",
-    "ec2:DeleteNetworkInterface",
-    "ec2:DeleteNetworkInterfacePermission",
-]
 
 
 def endpoint_execution_role(
@@ -46,9 +33,6 @@ def endpoint_execution_role(
     weights: Sequence[tuple[str, str]],
     archive_patterns: Sequence[str],
     log_groups: Sequence[logs.ILogGroup],
-    vpc: ec2.IVpc | None = None,
-    subnet_ids: Sequence[str] = (),
-    security_group: ec2.ISecurityGroup | None = None,
 ) -> iam.Role:
     stack = Stack.of(scope)
     role = iam.Role(
@@ -79,20 +63,5 @@ def endpoint_execution_role(
     )
     # PutMetricData has no resource-level permissions: the namespace condition scopes it.
     allow(["cloudwatch:PutMetricData"], ["*"], {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACES}})
-    if vpc is not None:
-        if security_group is None:
-            raise ValueError("endpoint role: an endpoint in a VPC needs its security group")
-
-        def arn(resource: str, name: str) -> str:
-            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
-
-        # Describe* have no resource-level permissions; interfaces are created only in the endpoint's subnets and group.
-        allow(EC2_DESCRIBE, ["*"])
-        allow(
-            ["ec2:CreateNetworkInterface"],
-            [arn("subnet", s) for s in subnet_ids] + [arn("security-group", security_group.security_group_id)],
-        )
-        allow(ENI_ACTIONS, [arn("network-interface", "*")], {"StringEquals": {"ec2:Vpc": arn("vpc", vpc.vpc_id)}})
-        wildcards.append(arn("network-interface", "*"))
     compliance.acknowledge_wildcards(role, compliance.ENDPOINT_ROLE_WILDCARDS, resources=tuple(wildcards))
     return role

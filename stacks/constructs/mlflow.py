@@ -58,7 +58,7 @@ class Mlflow(Construct):
             )
             self.arn = app.attr_arn
             self.resource = app
-        elif kind == "tracking_server":
+        else:  # tracking_server (settings.MlflowSettings.kind allows only these two)
             server = sagemaker.CfnMlflowTrackingServer(
                 self,
                 "TrackingServer",
@@ -70,8 +70,6 @@ class Mlflow(Construct):
             )
             self.arn = server.attr_tracking_server_arn
             self.resource = server
-        else:
-            raise ValueError(f"mlflow.kind: {kind!r} is neither 'serverless' nor 'tracking_server'")
         self.resource.node.add_dependency(self.role)  # the role's policy must exist before the service uses it
         self.tracking_uri = self.arn
 

@@ -21,6 +21,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks import compliance
+
 # The Model Package Model Card schema (CreateModelPackage.ModelCard.ModelCardContent): every level closed
 # (additionalProperties false); model_overview holds only model_creator and model_artifact.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-details.html#model-card-schema
@@ -281,16 +283,27 @@ class ModelRegistry(Construct):
         iam.Grant.add_to_principal(
             grantee=grantable, actions=["sagemaker:DescribeModelPackageGroup"], resource_arns=[self.group_arn]
         )
-        return iam.Grant.add_to_principal(
+        grant = iam.Grant.add_to_principal(
             grantee=grantable,
             actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
             resource_arns=[self.group_arn, self.packages_arn],
         )
+        self._acknowledge_versions(grantable)
+        return grant
 
     def grant_read(self, grantable: iam.IGrantable) -> iam.Grant:
         """Describe this group's packages (nothing else in the registry)."""
-        return iam.Grant.add_to_principal(
+        grant = iam.Grant.add_to_principal(
             grantee=grantable,
             actions=["sagemaker:DescribeModelPackage"],
             resource_arns=[self.packages_arn],
+        )
+        self._acknowledge_versions(grantable)
+        return grant
+
+    def _acknowledge_versions(self, grantable: iam.IGrantable) -> None:
+        compliance.acknowledge_grant(
+            grantable,
+            compliance.GROUP_VERSIONS,
+            f"Resource::arn:*:sagemaker:*:model-package/{self.group_name.lower()}/[*]",
         )

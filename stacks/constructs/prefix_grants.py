@@ -1,5 +1,5 @@
 """Grants limited to one key prefix of a bucket (objects under it, listing only it) and the bucket's key (through
-S3 only)."""
+S3 only). The one wildcard such a grant makes (the objects under the prefix) is acknowledged with it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+
+from stacks import compliance
 
 READ = ["s3:GetObject", "s3:GetObjectVersion"]
 WRITE = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]
@@ -33,6 +35,7 @@ def grant_prefix(
             conditions={"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
         )
     )
+    compliance.acknowledge_grant(grantable, compliance.PREFIX_OBJECTS, f"Resource::*/{prefix}/[*]")
     if key is not None:  # SSE-KMS: reading decrypts; writing also makes data keys (no kms:* wildcards), via S3 only
         principal.add_to_principal_policy(
             iam.PolicyStatement(

@@ -24,6 +24,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks import compliance
 from stacks.constructs.model_registry import ModelRegistry
 
 APPROVAL_SOURCE = "aws.sagemaker"
@@ -43,6 +44,12 @@ def approval_pattern(group: str, account: str | None = None) -> events.EventPatt
 def pin_reader_role_name(group: str) -> str:
     """The registry's reader role: named, so the tooling account can name it before either is deployed."""
     return f"{group}-pin-reader"[:64]
+
+
+def pin_reader_role_arn(partition: str, account: str, group: str) -> str:
+    """The ARN of ``PinReader``'s role in the registry ``account``: another account's role cannot be referenced as
+    an object, so its owner (this module) names it for the tooling account."""
+    return f"arn:{partition}:iam::{account}:role/{pin_reader_role_name(group)}"
 
 
 class ApprovalForwarding(Construct):
@@ -107,6 +114,9 @@ class PinReader(Construct):
                 actions=["s3:GetObject"],
                 resources=[bucket.arn_for_objects(adapter_objects)],
             )
+        )
+        compliance.acknowledge_wildcards(
+            self.role, compliance.PIN_READER_ROLE, f"Resource::*/{adapter_objects.replace('*', '[*]')}", "Resource::[*]"
         )
         self.role.add_to_policy(
             iam.PolicyStatement(

@@ -21,6 +21,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks import compliance
 from stacks.constructs.mlflow import Mlflow
 from stacks.constructs.model_registry import ModelRegistry
 from stacks.constructs.prefix_grants import grant_prefix
@@ -112,6 +114,15 @@ def pipeline_definition(**kwargs: Any) -> str:
     return _DEFINITIONS[key]
 
 
+@dataclass(frozen=True)
+class JobNetwork:
+    """Where the jobs run: their network interfaces' subnets and security groups (the role's right to create those
+    interfaces is the network's grant: NetworkStack.grant_network_interfaces)."""
+
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+
+
 class TrainingPipeline(Construct):
     def __init__(
         self,
@@ -131,9 +142,7 @@ class TrainingPipeline(Construct):
         mlflow: Mlflow,
         mlflow_experiment: str,
         model_card_content: dict[str, Any],
-        vpc_id: str | None = None,
-        subnet_ids: list[str] | None = None,
-        security_group_ids: list[str] | None = None,
+        network: JobNetwork | None = None,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -150,10 +159,6 @@ class TrainingPipeline(Construct):
             description=f"SageMaker Pipeline {pipeline_name} and its jobs",
         )
         self._grant(stack, source, datasets_bucket, dataset_prefix, artifacts_bucket, key, registry, mlflow)
-        if vpc_id or subnet_ids or security_group_ids:
-            if not (vpc_id and subnet_ids and security_group_ids):
-                raise ValueError(f"{self.node.path}: jobs in a VPC need vpc_id, subnet_ids and security_group_ids")
-            self._grant_network_interfaces(stack, vpc_id, subnet_ids, security_group_ids)
         # The base weights come from the artifacts bucket (staged by `make weights`): jobs download nothing from a
         # model hub, need no token, and run in subnets without internet.
         grant_prefix(self.role, artifacts_bucket, base_weights_prefix.strip("/"), key=key)
@@ -173,9 +178,9 @@ class TrainingPipeline(Construct):
             ),
             "Image": (f"000000000000.dkr.ecr.{stack.region}.amazonaws.com/{_MARK}-image:{_MARK}", image_uri),
         }
-        if subnet_ids and security_group_ids:
-            ph |= {f"Subnet{i}": (f"subnet-{_MARK}{i:03d}", s) for i, s in enumerate(subnet_ids)}
-            ph |= {f"SecurityGroup{i}": (f"sg-{_MARK}{i:03d}", g) for i, g in enumerate(security_group_ids)}
+        if network is not None:
+            ph |= {f"Subnet{i}": (f"subnet-{_MARK}{i:03d}", s) for i, s in enumerate(network.subnet_ids)}
+            ph |= {f"SecurityGroup{i}": (f"sg-{_MARK}{i:03d}", g) for i, g in enumerate(network.security_group_ids)}
 
         def lit(name: str) -> str:
             return ph[name][0]
@@ -328,56 +333,12 @@ class TrainingPipeline(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             )
         )
-
-    def _grant_network_interfaces(
-        self, stack: Stack, vpc_id: str, subnet_ids: list[str], security_group_ids: list[str]
-    ) -> None:
-        """SageMaker creates and deletes the jobs' network interfaces with this role: only in the jobs' subnets and
-        security groups, only in this VPC. ec2:Vpc and ec2:Subnet are the condition keys the EC2 service authorization
-        reference lists for these actions (CreateNetworkInterface has ec2:Vpc but no ec2:Subnet, hence its own
-        statements): https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html. The
-        Describe* calls have no resource-level permissions."""
-
-        def arn(resource: str, name: str) -> str:
-            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
-
-        vpc, subnets, interfaces = (
-            arn("vpc", vpc_id),
-            [arn("subnet", s) for s in subnet_ids],
-            arn("network-interface", "*"),
+        compliance.acknowledge_wildcards(
+            role,
+            compliance.PIPELINE_ROLE,
+            "Resource::arn:*:sagemaker:*:processing-job/pipelines-[*]",
+            "Resource::arn:*:sagemaker:*:training-job/pipelines-[*]",
+            "Resource::arn:*:logs:*:log-group:/aws/sagemaker/ProcessingJobs:[*]",
+            "Resource::arn:*:logs:*:log-group:/aws/sagemaker/TrainingJobs:[*]",
+            "Resource::[*]",
         )
-        for statement in (
-            iam.PolicyStatement(
-                sid="JobsDescribeTheNetwork",
-                actions=[
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeVpcs",
-                ],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="JobsCreateInterfacesInTheirSubnetsAndGroups",
-                actions=["ec2:CreateNetworkInterface"],
-                resources=[*subnets, *(arn("security-group", g) for g in security_group_ids)],
-            ),
-            iam.PolicyStatement(
-                sid="JobsCreateInterfacesInTheVpc",
-                actions=["ec2:CreateNetworkInterface"],
-                resources=[interfaces],
-                conditions={"ArnEquals": {"ec2:Vpc": vpc}},
-            ),
-            iam.PolicyStatement(
-                sid="JobsManageTheirInterfaces",
-                actions=[
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                ],
-                resources=[interfaces],
-                conditions={"ArnEquals": {"ec2:Vpc": vpc, "ec2:Subnet": subnets}},
-            ),
-        ):
-            self.role.add_to_policy(statement)

@@ -13,8 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from aws_cdk import App, Stack
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import App, Environment, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -24,6 +23,9 @@ from agent.settings import AgentRuntimeSettings
 from stacks import compliance
 from stacks.agent_stack import AgentStack
 from stacks.constructs import agent_package as pkg
+from stacks.constructs.mlflow import Mlflow
+from stacks.inference_stack import InferenceStack
+from stacks.network_stack import NetworkStack
 from stacks.settings import ConfigError, load_environment
 from tests.infra.conftest import CDK_CONTEXT, template
 
@@ -246,30 +248,29 @@ def test_seeding_provider_may_only_put_items_into_the_table(templates):
 
 
 def _standalone(env: str, *, app: App | None = None, network: bool = False, **overrides) -> AgentStack:
-    """The AgentStack alone (key, bucket and optionally a VPC in a stand-in stack): no other stacks to build."""
+    """The AgentStack with what it uses (the endpoint, MLflow, optionally the network) and a stand-in data stack, in
+    an app of its own: no stage, no other environment."""
     app = app or App(context=CDK_CONTEXT)
+    if network:
+        overrides |= {"network.enabled": True, "network.availability_zone_ids": ["use1-az1", "use1-az2"]}
     settings = load_environment(env, overrides=overrides)
-    where = {"account": settings.account, "region": settings.region}
+    where = Environment(account=settings.account, region=settings.region)
     data = Stack(app, "Data", env=where)
-    vpc = (
-        ec2.Vpc(
-            data,
-            "Vpc",
-            subnet_configuration=[ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)],
-        )
-        if network
-        else None
+    key, artifacts = kms.Key(data, "Key"), s3.Bucket(data, "Artifacts")
+    net = NetworkStack(app, "Network", settings=settings, key=key, env=where) if network else None
+    inference = InferenceStack(
+        app, "Inference", settings=settings, key=key, artifacts_bucket=artifacts, network=net, env=where
     )
+    mlflow = Mlflow(data, "Mlflow", kind="serverless", name="m", bucket=artifacts, prefix="mlflow", key=key)
     return AgentStack(
         app,
         "Agent",
         settings=settings,
-        key=kms.Key(data, "Key"),
+        key=key,
         reports_bucket=s3.Bucket(data, "Reports"),
-        endpoint_name="e",
-        inference_component="c",
-        vpc=vpc,
-        subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if network else None,
+        inference=inference,
+        mlflow=mlflow,
+        network=net,
         env=where,
     )
 
@@ -278,8 +279,8 @@ def test_seeding_runs_inside_the_vpc_when_the_environment_has_one():
     agent = _standalone("dev", network=True)
     t = template(agent)
     (fn,) = t.find_resources("AWS::Lambda::Function").values()
-    data = agent.node.root.node.find_child("Data")
-    isolated = [data.get_logical_id(s.node.default_child) for s in data.node.find_child("Vpc").isolated_subnets]
+    network = agent.node.root.node.find_child("Network")
+    isolated = [network.get_logical_id(s.node.default_child) for s in network.vpc.isolated_subnets]
     imported = [json.dumps(s) for s in fn["Properties"]["VpcConfig"]["SubnetIds"]]  # the VPC's subnets, by reference
     assert len(imported) == len(isolated) > 0
     assert all(sum(f"Ref{lid}" in i for i in imported) == 1 for lid in isolated), (isolated, imported)
@@ -348,7 +349,7 @@ def test_runtime_environment_names_endpoint_component_bucket_table_and_mlflow(te
     assert env_vars["PATIENT_TABLE"] == {"Ref": table}
     assert "Reports" in env_vars["REPORTS_BUCKET"]["Fn::GetStackOutput"]["OutputName"]
     assert "Key" in env_vars["REPORTS_KMS_KEY_ID"]["Fn::GetStackOutput"]["OutputName"]
-    assert env_vars["MLFLOW_TRACKING_URI"] == stages[env].agent.resolve(stages[env].mlops.mlflow_tracking_uri)
+    assert env_vars["MLFLOW_TRACKING_URI"] == stages[env].agent.resolve(stages[env].mlops.mlflow.tracking_uri)
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -48,7 +48,7 @@ def custom(tmp_path_factory, pin_file):
     stage = build_app(app)["dev"]
     probe = Stack(stage, "Probe")
     invoker = iam.Role(probe, "Invoker", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
-    stage.inference.grant_invoke(invoker)
+    stage.inference.grant_invoke(invoker, stage.inference.component_names)
     app.synth()
     return stage, probe
 

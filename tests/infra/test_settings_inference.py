@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from stacks.settings import ConfigError, load_environment
@@ -167,12 +169,35 @@ def test_adapter_artifact_must_be_one_archive():
     )
 
 
-def test_prefixes_are_relative_and_end_with_a_slash():
-    refused(
-        "dev",
-        {"inference.models": [model(weights={"source": "s3", "prefix": "/models/llama"})]},
-        r"inference\.models\.0\.weights\.s3\.prefix: String should match pattern",
-    )
+PREFIX_REFUSED = r"is not an S3 key prefix of ours: relative \(no leading '/'\), .*ending with '/'"
+
+
+@pytest.mark.parametrize("prefix", ["/models/llama/", "models/llama", "models//llama/", "/"])
+@pytest.mark.parametrize(
+    ("field", "overrides"),
+    [
+        (
+            "inference.models.0.weights.s3.prefix",
+            lambda p: {"inference.models": [model(weights={"source": "s3", "prefix": p})]},
+        ),
+        ("mlflow.artifact_prefix", lambda p: {"mlflow.artifact_prefix": p}),
+        ("training.dataset_prefix", lambda p: {"training.dataset_prefix": p}),
+        ("training.base_weights_prefix", lambda p: {"training.base_weights_prefix": p}),
+        ("training.output_prefix", lambda p: {"training.output_prefix": p}),
+        ("training.checkpoint_prefix", lambda p: {"training.checkpoint_prefix": p}),
+    ],
+)
+def test_every_prefix_is_relative_and_ends_with_a_slash(field, overrides, prefix):
+    """One prefix type: every S3 key prefix setting refuses the same malformed values, naming its field."""
+    refused("dev", overrides(prefix), rf"{re.escape(field)}: '{re.escape(prefix)}' {PREFIX_REFUSED}")
+
+
+@pytest.mark.parametrize(
+    "field", ["mlflow.name", "registry.model_package_group", "registry.model_card_name", "training.pipeline_name"]
+)
+def test_every_sagemaker_resource_name_is_checked_by_the_same_rule(field):
+    """One name rule for endpoints, components, pipelines, groups, cards and MLflow (64 characters is one too many)."""
+    refused("dev", {field: "a" * 64}, rf"{re.escape(field)}: 'a{{64}}' is not a SageMaker name: at most 63 letters")
 
 
 def test_a_draft_needs_weights_of_our_own():

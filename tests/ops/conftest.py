@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,26 @@ from stacks.settings import EnvironmentSettings, load_environment
 ACCOUNT = "111111111111"  # dev's account (config/dev.yaml): moto answers as this account
 REGION = "us-east-1"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+GROUP = "clinical-diagnosis-llama"  # dev's model package group (config/dev.yaml)
+
+
+def package_arn(version: int) -> str:
+    return f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/{GROUP}/{version}"
+
+
+def summary(version: int, status: str) -> dict:
+    """One ListModelPackages entry: version ``version``, created an hour after the one before, ``status``."""
+    return {
+        "ModelPackageGroupName": GROUP,
+        "ModelPackageVersion": version,
+        "ModelPackageArn": package_arn(version),
+        "CreationTime": T0 + timedelta(hours=version),
+        "ModelPackageStatus": "Completed",
+        "ModelApprovalStatus": status,
+    }
+
+
 RUNTIME_ID = "clinical_agent_dev-AbCdE12345"
 
 

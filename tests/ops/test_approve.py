@@ -4,32 +4,15 @@ after confirmation; nothing to approve is said in words."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 from botocore.stub import ANY
 
 from ops import outputs
 
-from .conftest import T0
+from .conftest import GROUP, package_arn, summary
 
-GROUP = "clinical-diagnosis-llama"
 EXECUTION = "arn:aws:sagemaker:us-east-1:111111111111:pipeline/clinical-diagnosis-finetune/execution/exec3"
 JOB = "pipelines-exec3-FineTune-abc"
-
-
-def package_arn(version):
-    return f"arn:aws:sagemaker:us-east-1:111111111111:model-package/{GROUP}/{version}"
-
-
-def summary(version, status):
-    return {
-        "ModelPackageGroupName": GROUP,
-        "ModelPackageVersion": version,
-        "ModelPackageArn": package_arn(version),
-        "CreationTime": T0 + timedelta(hours=version),
-        "ModelPackageStatus": "Completed",
-        "ModelApprovalStatus": status,
-    }
 
 
 REPORT = {

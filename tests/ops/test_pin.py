@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,9 @@ import pytest
 from ops import outputs
 from stacks.settings import ModelLock, load_model_lock
 
-from .conftest import ACCOUNT, T0
+from .conftest import ACCOUNT, GROUP, package_arn, summary
 
-GROUP = "clinical-diagnosis-llama"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def package_arn(version: int) -> str:
-    return f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/{GROUP}/{version}"
 
 
 def execution(version: int) -> str:
@@ -34,17 +28,6 @@ def execution(version: int) -> str:
 
 def archive_key(version: int) -> str:
     return f"pipeline/clinical-diagnosis-finetune/exec{version}/FineTune/job{version}/output/model.tar.gz"
-
-
-def summary(version: int, status: str) -> dict:
-    return {
-        "ModelPackageGroupName": GROUP,
-        "ModelPackageVersion": version,
-        "ModelPackageArn": package_arn(version),
-        "CreationTime": T0 + timedelta(hours=version),
-        "ModelPackageStatus": "Completed",
-        "ModelApprovalStatus": status,
-    }
 
 
 class Registry:
