@@ -17,8 +17,8 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup graphviz synth test check format bench diff deploy deploy-preflight snapshot diagram demo \
-	mlflow-ui lint clean watch rules exec-policy bootstrap weights data train approve pin ask status destroy cost
+.PHONY: help setup runtime-python graphviz synth test check format bench diff deploy deploy-preflight snapshot diagram \
+	demo mlflow-ui lint clean watch rules exec-policy bootstrap weights data train approve pin ask status destroy cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,7 +35,15 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.stamp node_modules/.stamp ## create the virtualenv and install the pinned CDK CLI
+# The deployed runtimes' Python (AgentCore PYTHON_3_13, Lambda python3.13; stacks/constructs/agent_package.py): it
+# compiles the agent package's bytecode, and the tests run the package and the Lambda's handler on it. The project's
+# virtualenv stays on Python 3.11 (the local CPU build of torch is for 3.11). Found as $$AGENT_PYTHON, python3.13 on
+# PATH, or a pyenv-installed 3.13.
+RUNTIME_PYTHON := 3.13
+runtime-python: $(VENV)/.stamp ## check that Python 3.13 (the deployed runtimes') is here: python3.13 on PATH or AGENT_PYTHON
+	@$(PY) -m stacks.constructs.pip_install $(RUNTIME_PYTHON) AGENT_PYTHON
+
+setup: $(VENV)/.stamp node_modules/.stamp runtime-python ## create the virtualenv, install the pinned CDK CLI, check Python 3.13
 
 # Graphviz's `dot` lays out and renders the architecture pictures (the `diagrams` library calls it); its fonts make
 # them readable. Debian's packages, installed like the rest of the toolchain where apt-get is available.

@@ -3,7 +3,7 @@
 1. Session start, as AgentCore pays it: process start -> first answered invocation, for our app and for a
    bare ``BedrockAgentCoreApp`` that answers at once, both started the way AgentCore starts them
    (local/agentcore.py): from the built package directory (built for this machine's platform through the
-   same code path as the linux/arm64 asset: the arm64 wheels cannot run here), under
+   same code path as the linux/arm64 asset: the arm64 wheels cannot run here), on the runtime's Python 3.13, under
    ``opentelemetry-instrument`` with the deployed environment, no bytecode written. Median of alternated
    rounds and the ratio (target <= 1.5); the /ping figure as a second line (target <= 1.3). The package's
    unpacked size, before (pip's tree) and after (what ships, bytecode included), against the 60 MB target.

@@ -5,8 +5,9 @@
     server.stop()
 
 What AgentCore does, as far as this emulation goes: the package's root is the working directory and on
-``PYTHONPATH``; the entry point runs with the runtime's Python 3.11 and nothing else installed (here: an
-empty virtualenv of this machine's 3.11, so nothing of the dev virtualenv leaks in); a console script named
+``PYTHONPATH``; the entry point runs with the runtime's Python (3.13) and nothing else installed (here: an
+empty virtualenv of this machine's 3.13, ``agent_package.runtime_python()``, so nothing of the dev virtualenv
+leaks in, and the package's cp313 wheels and bytecode are what runs); a console script named
 first (``opentelemetry-instrument``) comes from the package's ``bin/``, which is on ``PATH`` with the root
 (``opentelemetry-instrument`` finds ``main.py`` there); the process sees exactly ``env`` (the runtime's
 environment variables) plus ``PATH``, ``PYTHONPATH``, ``HOME`` and, because the package is read-only in a
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,12 +29,14 @@ BIND_VAR = "AGENTCORE_EMULATOR_BIND"
 
 
 def runtime_python(root: Path | None = None) -> Path:
-    """``python3`` of an empty virtualenv of this machine's base Python (created once under ``root``)."""
-    root = root or Path(tempfile.gettempdir()) / f"agentcore-python-{sys.version_info.major}{sys.version_info.minor}"
+    """``python3`` of an empty virtualenv of the runtime's Python (created once under ``root``)."""
+    from stacks.constructs.agent_package import PYTHON_VERSION
+    from stacks.constructs.agent_package import runtime_python as base
+
+    root = root or Path(tempfile.gettempdir()) / f"agentcore-python-{PYTHON_VERSION}"
     python = root / "bin" / "python3"
     if not python.exists():
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", "--without-pip", "--clear", str(root)], check=True, capture_output=True)
+        subprocess.run([base(), "-m", "venv", "--without-pip", "--clear", str(root)], check=True, capture_output=True)
     return python
 
 

@@ -274,6 +274,12 @@ ADAPTER_COPY_FUNCTION = (
         "answers (FAILED with the reason on any error), which fails the deployment where the operator looks; there is "
         "no event to redeliver.",
     ),
+    Ack(
+        "AwsSolutions-L1",
+        "python3.13, not the newest python3.14: the handler's tests run on the Python it is deployed on "
+        "(tests/lambda/test_on_lambda_python.py) and 3.13 is the newest this project's machines and CI have. Lambda "
+        "supports it until it blocks creates on 2029-07-31; the readiness rule LambdaRuntimeAccepted refuses it then.",
+    ),
 )
 
 # Only where settings.network.enabled is false (dev): there is no VPC to attach the function to.

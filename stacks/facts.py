@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 
@@ -189,4 +190,30 @@ EC2_INTERFACE_CONDITION_KEYS: dict[str, frozenset[str]] = {
     "ec2:DeleteNetworkInterfacePermission": _INTERFACE_KEYS,
     "ec2:AssignPrivateIpAddresses": _INTERFACE_KEYS,
     "ec2:UnassignPrivateIpAddresses": _INTERFACE_KEYS,
+}
+
+
+# Runtimes AWS still accepts: the first day a create or an update of a function / runtime on each is refused, as the
+# services' tables said when checked on RUNTIMES_CHECKED. Lambda blocks creates a month or more before updates
+# ("Block function create" is the date here). AgentCore direct code deploy has one date, "Block runtime update"
+# (create and update). A runtime absent here is not judged: add it, with its page's date, when one is used.
+RUNTIMES_CHECKED = date(2026, 12, 1)
+LAMBDA_PYTHON_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html"
+AGENTCORE_RUNTIMES_DOC = (
+    "https://docs.aws.amazon.com/bedrock-agentcore/latest/devguide/runtime-code-deploy-supported-runtimes.html"
+)
+LAMBDA_RUNTIME_BLOCKED: dict[str, date] = {
+    "python3.13": date(2029, 7, 31),
+    "python3.12": date(2028, 11, 30),
+    "python3.11": date(2026, 7, 31),
+    "python3.10": date(2026, 7, 31),
+    "python3.9": date(2026, 1, 15),
+}
+AGENTCORE_RUNTIME_BLOCKED: dict[str, date] = {
+    "PYTHON_3_14": date(2030, 8, 31),
+    "PYTHON_3_13": date(2029, 8, 31),
+    "PYTHON_3_12": date(2029, 1, 10),
+    "PYTHON_3_11": date(2026, 8, 31),
+    "PYTHON_3_10": date(2026, 8, 31),
+    "NODE_22": date(2027, 7, 1),
 }

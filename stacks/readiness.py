@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,12 +29,17 @@ from stacks.constructs.model_registry import MODEL_PACKAGE_CARD_DOC, MODEL_PACKA
 from stacks.facts import (
     AGENTCORE_AZ_IDS,
     AGENTCORE_MIN_AZS,
+    AGENTCORE_RUNTIME_BLOCKED,
+    AGENTCORE_RUNTIMES_DOC,
     AGENTCORE_VPC_DOC,
     EC2_DOC,
     EC2_INTERFACE_CONDITION_KEYS,
     JUMPSTART_EULA_DOC,
     JUMPSTART_GATED_BUCKET_PREFIX,
+    LAMBDA_PYTHON_DOC,
+    LAMBDA_RUNTIME_BLOCKED,
     MLFLOW_APP_ACTIONS,
+    RUNTIMES_CHECKED,
     has_instance_storage,
 )
 
@@ -545,6 +551,23 @@ def _bus_target_role(r: Resource) -> list[str]:
     ]
 
 
+def _blocked(runtime: Any, blocked: dict[str, date]) -> list[str]:
+    day = blocked.get(runtime) if isinstance(runtime, str) else None
+    if day is None or day > RUNTIMES_CHECKED:
+        return []
+    newer = sorted(k for k, d in blocked.items() if d > RUNTIMES_CHECKED)
+    return [f"runtime {runtime}: creates/updates refused from {day.isoformat()} (still accepted: {', '.join(newer)})"]
+
+
+def _lambda_runtime(r: Resource) -> list[str]:
+    return _blocked(r.props.get("Runtime"), LAMBDA_RUNTIME_BLOCKED)
+
+
+def _agentcore_runtime(r: Resource) -> list[str]:
+    code = r.props.get("AgentRuntimeArtifact", {}).get("CodeConfiguration", {})
+    return _blocked(code.get("Runtime"), AGENTCORE_RUNTIME_BLOCKED)
+
+
 _SM = "https://docs.aws.amazon.com/sagemaker/latest"
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -720,6 +743,22 @@ RULES: tuple[Rule, ...] = (
         "An endpoint configuration for inference components (variants without ModelName) sets ExecutionRoleArn.",
         f"{_SM}/APIReference/API_CreateEndpointConfig.html#sagemaker-CreateEndpointConfig-request-ExecutionRoleArn",
         _endpoint_config_for_components,
+    ),
+    Rule(
+        "LambdaRuntimeAccepted",
+        ("AWS::Lambda::Function",),
+        f"A function's runtime is one Lambda still creates functions on (stacks/facts.py, as checked on "
+        f"{RUNTIMES_CHECKED.isoformat()}).",
+        LAMBDA_PYTHON_DOC,
+        _lambda_runtime,
+    ),
+    Rule(
+        "AgentCoreRuntimeAccepted",
+        ("AWS::BedrockAgentCore::Runtime",),
+        f"An AgentCore runtime's language runtime is one AgentCore still creates and updates runtimes on "
+        f"(stacks/facts.py, as checked on {RUNTIMES_CHECKED.isoformat()}).",
+        AGENTCORE_RUNTIMES_DOC,
+        _agentcore_runtime,
     ),
 )
 

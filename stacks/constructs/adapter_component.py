@@ -30,7 +30,10 @@ from stacks.constructs.python_bundle import python_function_code
 from stacks.settings import AdapterPin
 
 FUNCTION_DIR = Path(__file__).resolve().parents[2] / "lambda" / "adapter_copy"
-RUNTIME = lambda_.Runtime.PYTHON_3_14
+# Python 3.13: the newest Lambda runtime the tests can run on here (tests/lambda run the handler's tests on it);
+# Lambda blocks python3.13 creates from Jul 31, 2029 and updates from Aug 31, 2029
+# (https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html, stacks/facts.py RUNTIME_DATES).
+RUNTIME = lambda_.Runtime.PYTHON_3_13
 RESOURCE_TYPE = "Custom::AdapterCopy"
 # CloudFormation waits this long for the function's answer (it always answers; this bounds a crash).
 SERVICE_TIMEOUT = Duration.minutes(15)

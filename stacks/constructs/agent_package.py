@@ -23,7 +23,6 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -40,8 +39,13 @@ ROOT = Path(__file__).resolve().parents[2]
 AGENT_DIR = ROOT / "agent"
 CONSTRAINTS = ROOT / "constraints.txt"  # the project's lock: the bundle gets the versions the tests ran
 
-PYTHON_VERSION = "3.11"  # the version the agent's tests run on, and the runtime's
-RUNTIME = agentcore.AgentCoreRuntime.PYTHON_3_11
+# The runtime's Python: 3.11 (and 3.10) are blocked from create/update since 8/31/2026; 3.13 until 8/31/2029
+# (https://docs.aws.amazon.com/bedrock-agentcore/latest/devguide/runtime-code-deploy-supported-runtimes.html).
+# The dependencies are cp313 wheels, the bytecode is compiled by a 3.13 interpreter (``runtime_python``), and
+# the tests that run the package run it with that interpreter.
+PYTHON_VERSION = "3.13"
+RUNTIME = agentcore.AgentCoreRuntime.PYTHON_3_13
+PYTHON_VARIABLE = "AGENT_PYTHON"  # the 3.13 interpreter's path, where python3.13 is not on PATH
 PLATFORMS = ("manylinux2014_aarch64",)  # AgentCore runs arm64 (Graviton)
 ADOT = "aws-opentelemetry-distro"  # when the agent ships it, it runs under opentelemetry-instrument
 # AgentCore's direct-code limit: 250 MB zipped, 750 MB unzipped
@@ -175,17 +179,18 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def runtime_python() -> str:
+    """This machine's interpreter of the runtime's Python (``$AGENT_PYTHON``, else ``python3.13``)."""
+    return pip_install.find_python(PYTHON_VERSION, PYTHON_VARIABLE)
+
+
 def compile_bytecode(root: Path, code: str = "agent") -> None:
-    """Bytecode for every module under ``root``, for this interpreter (the runtime's Python): hash-based and
+    """Bytecode for every module under ``root``, compiled by the runtime's Python (``runtime_python``): hash-based and
     unchecked (imported without reading the source's mtime or hash; a new package is a new tree), paths
     relative to ``root`` and a fixed hash seed, so the same sources always give the same bytes. The
     dependencies' bytecode replaces their sources (``module.pyc`` where ``module.py`` was: Python imports it
     without a source); ``root/code`` keeps its sources, with the bytecode in ``__pycache__``, and the entry
     point ``main.py`` stays a script."""
-    if sys.version_info[:2] != tuple(int(x) for x in PYTHON_VERSION.split(".")):
-        raise PackagingError(
-            f"the runtime's bytecode must be compiled by Python {PYTHON_VERSION}, not {platform.python_version()}"
-        )
     folders = sorted({code, *(name.split("/")[0] for name in SHARED_FILES)})  # ours: the agent's and the shared
     ours = f"^{re.escape(str(root))}/({'|'.join(re.escape(f) + '/' for f in folders)}|main\\.py$)"
     common = ["-q", "-j", "0", "-s", str(root), "-p", "/", "--invalidation-mode", "unchecked-hash"]
@@ -197,7 +202,7 @@ def compile_bytecode(root: Path, code: str = "agent") -> None:
 
 
 def _compileall(args: list[str]) -> None:
-    cmd = [sys.executable, "-m", "compileall", *args]
+    cmd = [runtime_python(), "-m", "compileall", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])

@@ -8,6 +8,7 @@ reuses the cached tree offline.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -26,6 +27,49 @@ class PackagingError(RuntimeError):
 def cache_root(name: str) -> Path:
     """``$XDG_CACHE_HOME/clinical-agent/<name>`` (``~/.cache`` by default)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clinical-agent" / name
+
+
+def find_python(version: str, variable: str) -> str:
+    """The path of a Python ``version`` interpreter on this machine (the target runtime's, e.g. "3.13"): the one
+    ``$variable`` names, else ``python<version>`` on PATH, else a pyenv-installed one (whose shim may not be
+    active); each is asked its version. A clear error says what to install when none answers."""
+    return _find_python(version, os.environ.get(variable, ""), variable)
+
+
+@functools.lru_cache(maxsize=8)
+def _find_python(version: str, named: str, variable: str) -> str:
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = (
+        [named]
+        if named
+        else [
+            shutil.which(f"python{version}") or "",
+            *map(str, sorted(pyenv.glob(f"versions/{version}.*/bin/python{version}"))),
+        ]
+    )
+    probe = "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"
+    answers = []
+    for candidate in filter(None, candidates):
+        try:
+            proc = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, timeout=60)
+        except OSError as e:
+            answers.append(f"{candidate}: {e}")
+            continue
+        lines = proc.stdout.splitlines()
+        if proc.returncode == 0 and len(lines) == 2 and lines[0] == version:
+            return lines[1]
+        said = (
+            f"Python {lines[0]}" if proc.returncode == 0 and lines else (proc.stderr.strip().splitlines() or ["?"])[-1]
+        )
+        answers.append(f"{candidate}: {said}")
+    source = f"${variable}={named}" if named else f"python{version} on PATH (or under {pyenv}/versions)"
+    raise PackagingError(
+        f"Python {version}, the runtime's interpreter, is needed here (to compile the package's bytecode and to run "
+        f"its tests as deployed) and {source} did not give it"
+        + (f" ({'; '.join(answers)})" if answers else "")
+        + f": install Python {version} (e.g. `pyenv install {version}`, `apt-get install python{version}` or "
+        f"python.org) so that python{version} is on PATH, or set {variable} to its path"
+    )
 
 
 def digest(parts: Sequence[bytes]) -> str:
@@ -122,3 +166,18 @@ def _portable_scripts(bin_dir: Path) -> None:
         text = script.read_bytes()
         if text.startswith(b"#!") and b"python" in text.split(b"\n", 1)[0]:
             script.write_bytes(b"#!/usr/bin/env python3" + text[text.index(b"\n") :])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stacks.constructs.pip_install VERSION VARIABLE``: where Python VERSION is (``make setup``)."""
+    version, variable = argv if argv is not None else sys.argv[1:]
+    try:
+        print(f"Python {version} (the deployed runtimes'): {find_python(version, variable)}")
+    except PackagingError as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

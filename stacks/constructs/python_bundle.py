@@ -23,20 +23,25 @@ from stacks.constructs.bundle_files import bundle_files
 PLATFORM = "manylinux2014_x86_64"
 
 
+def dependencies(folder: Path, python_version: str) -> Path:
+    """The function's installed requirements for its runtime's Python (cached): what the bundle ships, and what
+    the function's tests run with (tests/lambda/test_on_lambda_python.py)."""
+    return pip_install.ensure_dependencies(
+        folder / "requirements.txt",
+        python_version=python_version,
+        platforms=(PLATFORM,),
+        cache=pip_install.cache_root("lambda-deps"),
+        label=f"Lambda {folder.name}, linux/x86_64",
+    )
+
+
 @jsii.implements(ILocalBundling)
 class _PipBundler:
     def __init__(self, folder: Path, python_version: str) -> None:
         self.folder, self.python_version = folder, python_version
 
     def dependencies(self) -> Path:
-        """The installed requirements (cached)."""
-        return pip_install.ensure_dependencies(
-            self.folder / "requirements.txt",
-            python_version=self.python_version,
-            platforms=(PLATFORM,),
-            cache=pip_install.cache_root("lambda-deps"),
-            label=f"Lambda {self.folder.name}, linux/x86_64",
-        )
+        return dependencies(self.folder, self.python_version)
 
     def installed(self) -> list[str]:
         return sorted(p.name for p in self.dependencies().glob("*.dist-info"))

@@ -4,8 +4,8 @@ bytecode for every module, deterministic, only what runs, within AgentCore's siz
 from __future__ import annotations
 
 import filecmp
-import importlib.util
-import marshal
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,9 +47,10 @@ def test_package_ships_no_stubs_tests_or_unreached_code(arm64_package):
     assert all("aarch64" in p.name for p in arm64_package.glob("pydantic_core/*.so"))
 
 
-def test_every_module_has_unchecked_hash_bytecode_for_python_311(arm64_package):
+def test_every_module_has_unchecked_hash_bytecode_for_python_313(arm64_package):
     """The agent's code: sources with bytecode in __pycache__; the dependencies: bytecode only, where the
-    source was (Python imports it without a source); the entry point stays a script."""
+    source was (Python imports it without a source); the entry point stays a script. All of it compiled by
+    the runtime's Python (3.13)."""
     agent = arm64_package / "agent"
     shared = [arm64_package / name for name in pkg.SHARED_FILES]  # the prompt-format module, shipped as ours
     sources = [*agent.rglob("*.py"), *shared]
@@ -57,13 +58,21 @@ def test_every_module_has_unchecked_hash_bytecode_for_python_311(arm64_package):
         [arm64_package / "main.py", *shared]
     )
     for source in sources:
-        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-311.pyc"
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
         assert pyc.is_file(), f"no bytecode for {source.relative_to(arm64_package)}"
     sourceless = list(arm64_package.rglob("*.pyc"))
     assert len(sourceless) > 1000 and not (arm64_package / "main.pyc").exists()
-    for pyc in [agent / "__pycache__" / "app.cpython-311.pyc", arm64_package / "strands" / "agent" / "agent.pyc"]:
+    magic = runtime("import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())").strip()
+    for pyc in [agent / "__pycache__" / "app.cpython-313.pyc", arm64_package / "strands" / "agent" / "agent.pyc"]:
         header = pyc.read_bytes()[:8]
-        assert header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0b01  # unchecked
+        assert header[:4].hex() == magic and int.from_bytes(header[4:8], "little") == 0b01  # unchecked
+
+
+def runtime(code: str) -> str:
+    """What ``code`` prints when the runtime's interpreter (Python 3.13) runs it."""
+    proc = subprocess.run([pkg.runtime_python(), "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 def test_two_builds_are_byte_identical(arm64_package, tmp_path):
@@ -96,14 +105,20 @@ def test_exporters_pure_python_parts_are_shipped_and_load(arm64_package):
         "mlflow/strands/autolog",
         "agent/telemetry",
     ]
+    pycs = []
     for module in modules:
         if module.startswith("agent/"):
-            pyc = arm64_package / "agent" / "__pycache__" / f"{Path(module).name}.cpython-311.pyc"
+            pyc = arm64_package / "agent" / "__pycache__" / f"{Path(module).name}.cpython-313.pyc"
         else:
             pyc = arm64_package / f"{module}.pyc"
         assert pyc.is_file(), module
-        code = marshal.loads(pyc.read_bytes()[16:])
-        assert code.co_filename.endswith(f"{module}.py")
+        pycs.append(str(pyc))
+    loaded = runtime(  # the runtime's interpreter unmarshals each module's code object
+        f"import json, marshal; print(json.dumps([marshal.loads(open(p, 'rb').read()[16:]).co_filename "
+        f"for p in {pycs!r}]))"
+    )
+    for module, filename in zip(modules, json.loads(loaded), strict=True):
+        assert filename.endswith(f"{module}.py"), (module, filename)
     entry_points = "\n".join(p.read_text() for p in arm64_package.glob("*.dist-info/entry_points.txt"))
     assert "aws_distro = amazon.opentelemetry.distro.aws_opentelemetry_distro" in entry_points
     assert "aws_configurator = amazon.opentelemetry.distro.aws_opentelemetry_configurator" in entry_points

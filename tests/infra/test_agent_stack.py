@@ -425,9 +425,9 @@ def test_runtime_logs_are_encrypted_and_expire_and_traces_go_to_xray(templates, 
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_runtime_runs_the_code_package_on_python_311(templates, env):
+def test_runtime_runs_the_code_package_on_python_313(templates, env):
     code = code_configuration(templates[env])
-    assert code["Runtime"] == "PYTHON_3_11"
+    assert code["Runtime"] == "PYTHON_3_13"
     assert code["EntryPoint"] == pkg.entrypoint(pkg.AGENT_DIR / "requirements.txt")
     assert re.fullmatch(r"[0-9a-f]{64}\.zip", code["Code"]["S3"]["Prefix"])
 
@@ -440,7 +440,7 @@ def test_the_staged_package_holds_the_agent_main_py_and_arm64_dependencies(templ
         assert staged.read("main.py").decode() == pkg.MAIN_PY
         assert staged.getinfo("main.py").external_attr >> 16 == 0o100755  # opentelemetry-instrument runs it
         assert staged.read("agent/app.py") == (pkg.AGENT_DIR / "app.py").read_bytes()
-    assert "agent/__pycache__/app.cpython-311.pyc" in names  # bytecode ships (issue 20)
+    assert "agent/__pycache__/app.cpython-313.pyc" in names  # bytecode ships (issue 20)
     assert "bedrock_agentcore/__init__.pyc" in names and "strands/__init__.pyc" in names
     native = [n for n in names if n.startswith("pydantic_core/_pydantic_core") and n.endswith(".so")]
     assert native and all("aarch64" in n for n in native)
@@ -471,7 +471,7 @@ def source(tmp_path) -> SimpleNamespace:
     (code / "__pycache__").mkdir(parents=True)
     (code / "__init__.py").write_text("")
     (code / "app.py").write_text("def main(argv):\n    print(' '.join(argv))\n")
-    (code / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"stale")
+    (code / "__pycache__" / "app.cpython-313.pyc").write_bytes(b"stale")
     req = code / "requirements.txt"
     req.write_text("fakedep==1.0\n")
     return SimpleNamespace(code=code, requirements=req, cache=tmp_path / "cache")
@@ -482,7 +482,7 @@ def test_dependencies_are_installed_once_for_linux_arm64_then_reused_offline(sou
     first = pkg.ensure_dependencies(source.requirements, constraints=None, cache=source.cache, run=_fake_pip(calls))
     (cmd,) = calls
     assert "--platform=manylinux2014_aarch64" in cmd and "--only-binary=:all:" in cmd
-    assert cmd[cmd.index("--python-version") + 1] == "3.11"
+    assert cmd[cmd.index("--python-version") + 1] == "3.13"
     assert (first / "bin" / "tool").read_text().startswith("#!/usr/bin/env python3\n")
 
     def no_network(*_a, **_k):
@@ -502,6 +502,21 @@ def test_pip_failure_names_the_file_the_platform_and_the_cache_and_leaves_nothin
     assert "requirements.txt" in message and "linux/arm64" in message and "PyPI" in message
     assert str(source.cache) in message and "Could not find a version" in message
     assert list(source.cache.iterdir()) == []
+
+
+def test_bytecode_needs_the_runtimes_python_and_the_error_says_what_to_install(source, tmp_path, monkeypatch):
+    """Compiled by any other interpreter, the bytecode would not load on the runtime: refused, naming the version,
+    the interpreter that answered and how to provide the right one."""
+    monkeypatch.setenv(pkg.PYTHON_VARIABLE, sys.executable)  # the project's venv: Python 3.11
+    with pytest.raises(pkg.PackagingError) as e:
+        pkg.compile_bytecode(source.code)
+    message = str(e.value)
+    assert f"Python {pkg.PYTHON_VERSION}" in message and f"{sys.executable}: Python 3.11" in message
+    assert f"set {pkg.PYTHON_VARIABLE} to its path" in message and f"python{pkg.PYTHON_VERSION} is on PATH" in message
+    assert list((source.code / "__pycache__").iterdir()) == [source.code / "__pycache__" / "app.cpython-313.pyc"]
+    monkeypatch.setenv(pkg.PYTHON_VARIABLE, str(tmp_path / "no-such-python"))
+    with pytest.raises(pkg.PackagingError, match="no-such-python: .*No such file"):
+        pkg.compile_bytecode(source.code)
 
 
 def test_missing_pip_fails_clearly(source):
@@ -537,9 +552,9 @@ def test_package_layout_starts_the_agent_app_on_all_interfaces_port_8080(source,
     pkg.build_package(source.code, deps, out)
     assert (out / "fakedep" / "__init__.pyc").is_file() and (out / "agent" / "app.py").is_file()  # deps: bytecode
     assert not (out / "fakedep" / "__init__.py").exists()
-    assert (out / "agent" / "__pycache__" / "app.cpython-311.pyc").read_bytes() != b"stale"  # compiled anew
+    assert (out / "agent" / "__pycache__" / "app.cpython-313.pyc").read_bytes() != b"stale"  # compiled anew
     # The zip root is the working directory: `python main.py` imports the agent package and calls its main.
-    proc = subprocess.run([sys.executable, "main.py"], cwd=out, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([pkg.runtime_python(), "main.py"], cwd=out, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "--host 0.0.0.0 --port 8080"
 

@@ -4,7 +4,6 @@ leaves out the same files: the one filter in stacks/constructs/bundle_files.py."
 from __future__ import annotations
 
 import io
-import sys
 import tarfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from stacks.constructs.sglang_image import SglangImage
 from stacks.constructs.source_archive import archive_bytes
 from stacks.constructs.training_image import TrainingImage
 
-TAG = sys.implementation.cache_tag
+TAG = f"cpython-{agent_package.PYTHON_VERSION.replace('.', '')}"  # compiled by the runtime's Python
 CODE = ["Dockerfile", "app.py", "pkg/module.py", "requirements.txt"]
 LEFTOVERS = [
     "__pycache__/gone.cpython-311.pyc",
@@ -58,11 +57,11 @@ def test_the_agent_package_ships_the_code_only(folder, tmp_path):
 def test_the_lambda_bundle_and_its_hash_hold_the_code_only(folder, tmp_path, monkeypatch):
     (deps := tmp_path / "deps").mkdir()
     monkeypatch.setattr(python_bundle._PipBundler, "dependencies", lambda self: deps)
-    python_bundle._PipBundler(folder, "3.11").try_bundle(str(tmp_path / "out"))
+    python_bundle._PipBundler(folder, "3.13").try_bundle(str(tmp_path / "out"))
     assert files_under(tmp_path / "out") == CODE
 
     def asset_hash(stack_id: str) -> str:
-        code = python_bundle.python_function_code(folder, cdk.aws_lambda.Runtime.PYTHON_3_11)
+        code = python_bundle.python_function_code(folder, cdk.aws_lambda.Runtime.PYTHON_3_13)
         return code.bind(cdk.Stack(cdk.App(), stack_id)).s3_location.object_key  # type: ignore[union-attr]
 
     before = asset_hash("Before")

@@ -126,3 +126,18 @@ def test_watch_reacts_to_the_agents_code_and_the_app_but_not_to_tests_docs_or_ca
         "agent/.mypy_cache/x.json",
     ):
         assert not watched(ignored), ignored
+
+
+def test_setup_checks_for_the_deployed_runtimes_python_with_a_clear_message():
+    """`make setup` runs `runtime-python`: Python 3.13 (the agent's and the Lambda's) must be here, as python3.13
+    or $AGENT_PYTHON; another interpreter is refused naming what to install."""
+    from stacks.constructs import agent_package
+
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^setup:.*\bruntime-python\b", makefile, re.M)
+    assert re.search(r"^RUNTIME_PYTHON := (\S+)", makefile, re.M).group(1) == agent_package.PYTHON_VERSION
+    ok = run("make", "-s", "--no-print-directory", "runtime-python")
+    assert ok.returncode == 0 and agent_package.runtime_python() in ok.stdout, ok.stderr
+    wrong = run("make", "-s", "--no-print-directory", "runtime-python", env={**os.environ, "AGENT_PYTHON": "/bin/true"})
+    assert wrong.returncode != 0
+    assert "Python 3.13" in wrong.stderr and "set AGENT_PYTHON to its path" in wrong.stderr

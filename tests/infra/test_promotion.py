@@ -136,8 +136,8 @@ def test_the_copy_function_bundles_its_handler_and_runs_in_the_private_subnets_w
     bundle = Path(stage.node.root.outdir) / f"asset.{props['Code']['S3Key'].removesuffix('.zip')}"
     assert (bundle / "handler.py").read_bytes() == (ROOT / "lambda" / "adapter_copy" / "handler.py").read_bytes()
     assert (bundle / "aws_lambda_powertools").is_dir()
-    assert list(bundle.glob("pydantic_core/_pydantic_core.cpython-314-x86_64-linux-gnu.so"))
-    assert props["Handler"] == "handler.handler" and props["Runtime"] == "python3.14"
+    assert list(bundle.glob("pydantic_core/_pydantic_core.cpython-313-x86_64-linux-gnu.so"))
+    assert props["Handler"] == "handler.handler" and props["Runtime"] == "python3.13"
     if stage.settings.network.enabled:
         assert len(props["VpcConfig"]["SubnetIds"]) == 2 and len(props["VpcConfig"]["SecurityGroupIds"]) == 1
     else:

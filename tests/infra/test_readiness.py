@@ -113,6 +113,18 @@ def model(uri: str, eula: bool | None) -> dict:
     }
 
 
+def function(language: str) -> dict:
+    return {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "Code": {"ZipFile": "def handler(event, context):\n    return event\n"},
+            "Handler": "index.handler",
+            "Role": "arn:aws:iam::111111111111:role/r",
+            "Runtime": language,
+        },
+    }
+
+
 def endpoint_config(key: str | None = None, role: str | None = "arn:aws:iam::111111111111:role/r") -> dict:
     props: dict[str, Any] = {
         "ProductionVariants": [
@@ -133,13 +145,13 @@ def subnet(zone: dict[str, str], cidr: str) -> dict:
     return {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": cidr, **zone}}
 
 
-def runtime(*subnets: str) -> dict:
+def runtime(*subnets: str, language: str = "PYTHON_3_13") -> dict:
     return {
         "Type": "AWS::BedrockAgentCore::Runtime",
         "Properties": {
             "AgentRuntimeName": "agent",
             "RoleArn": "arn:aws:iam::111111111111:role/r",
-            "AgentRuntimeArtifact": {"CodeConfiguration": {"EntryPoint": ["main.py"], "Runtime": "PYTHON_3_11"}},
+            "AgentRuntimeArtifact": {"CodeConfiguration": {"EntryPoint": ["main.py"], "Runtime": language}},
             "NetworkConfiguration": {
                 "NetworkMode": "VPC",
                 "NetworkModeConfig": {"Subnets": [{"Ref": s} for s in subnets], "SecurityGroups": ["sg-1"]},
@@ -402,7 +414,26 @@ FIXTURES: dict[str, tuple[dict, dict]] = {
         {"R": event_rule()},
         {"R": event_rule(RoleArn="arn:aws:iam::111111111111:role/forward")},
     ),
+    # Blocked on 2026-07-31 (Lambda) and 2026-08-31 (AgentCore), before RUNTIMES_CHECKED (2026-12-01).
+    "LambdaRuntimeAccepted": ({"F": function("python3.11")}, {"F": function("python3.13")}),
+    "AgentCoreRuntimeAccepted": (
+        {**TWO_ZONES, "R": runtime("SubnetA", "SubnetB", language="PYTHON_3_11")},
+        {**TWO_ZONES, "R": runtime("SubnetA", "SubnetB", language="PYTHON_3_13")},
+    ),
 }
+
+
+def test_runtime_dates_follow_the_checked_day():
+    """The rule compares each runtime's block date with RUNTIMES_CHECKED: blocked on the day itself, not the day
+    before; a runtime whose date the table does not know is not judged."""
+    from datetime import date
+
+    from stacks import readiness
+
+    blocked = {"python3.x": date(2026, 12, 1), "python3.y": date(2026, 12, 2)}
+    assert readiness._blocked("python3.x", blocked) and not readiness._blocked("python3.y", blocked)
+    assert readiness._blocked("python3.x", blocked)[0].endswith("(still accepted: python3.y)")
+    assert readiness.RUNTIMES_CHECKED == date(2026, 12, 1) and readiness._blocked("unknown9", blocked) == []
 
 
 def test_every_rule_has_a_fixture_and_the_pack_holds_at_least_15():

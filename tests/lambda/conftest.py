@@ -18,6 +18,14 @@ import pytest
 
 from local.aws import LOCAL_CREDENTIALS, start_moto
 
+# The Python the function is deployed on (stacks/constructs/adapter_component.py RUNTIME; tests/infra/test_runtimes.py
+# fails if they diverge). The handler's tests run on it only: from any other interpreter (the project's venv),
+# test_on_lambda_python.py runs them there, with the function's bundled requirements.
+LAMBDA_PYTHON_VERSION = "3.13"
+LAMBDA_PYTHON_VARIABLE = "LAMBDA_PYTHON"  # that interpreter's path, where python3.13 is not on PATH
+ON_LAMBDA_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}" == LAMBDA_PYTHON_VERSION
+collect_ignore = ["test_on_lambda_python.py"] if ON_LAMBDA_PYTHON else ["test_adapter_copy.py"]
+
 HANDLER = Path(__file__).resolve().parents[2] / "lambda" / "adapter_copy" / "handler.py"
 REGION = "us-east-1"
 SOURCE, TARGET = "registry-artifacts", "env-artifacts"
